@@ -1,0 +1,35 @@
+"""The Typer application; ``b2ner`` and ``python -m b2ner_cli`` both run :func:`main`."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from . import extract as extract_cmd
+
+app = typer.Typer(
+    name="b2ner",
+    help="Open zero-shot named entity recognition with the B2NER models, for English and Chinese text.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+app.command(name="extract", epilog=extract_cmd.EPILOG, no_args_is_help=True)(extract_cmd.extract)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"b2ner {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Open zero-shot named entity recognition with the B2NER models, for English and Chinese text."""
+
+
+def main() -> None:
+    app()

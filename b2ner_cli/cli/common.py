@@ -1,0 +1,85 @@
+"""What every command shares: the error boundary, stderr console, and shared options."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, B2nerError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("B2NER_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def report(error: B2nerError) -> None:
+    console = stderr_console()
+    console.print(f"[bold red]Error:[/] {error.message}", markup=True, emoji=False)
+    if error.hint:
+        console.print(f"[bold]Hint:[/] {error.hint}", markup=True, emoji=False)
+
+
+def boundary(func: F) -> F:
+    """The one error boundary: known errors become ``Error:``/``Hint:`` and an exit code.
+
+    Unknown exceptions keep their traceback (they are bugs); ``B2NER_DEBUG=1`` shows it for all.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except B2nerError as error:
+            if debug_enabled():
+                raise
+            report(error)
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            if debug_enabled():
+                raise
+            stderr_console().print("Interrupted.", markup=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            # The reader went away (`b2ner extract ... | head`): stop quietly.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(EXIT_OK) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# Shared options: declared once, the same meaning in every command.
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", envvar="B2NER_MODEL", show_envvar=True,
+        help="Backbone: a local directory holding a Hugging Face causal LM.",
+    ),
+]
+AdapterOption = Annotated[
+    str | None,
+    typer.Option("--adapter", envvar="B2NER_ADAPTER", show_envvar=True, help="LoRA adapter: a local PEFT directory."),
+]
+OutputOption = Annotated[
+    str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout (written atomically).")
+]
+BatchSizeOption = Annotated[
+    int,
+    typer.Option(
+        "--batch-size", "-b", min=1, envvar="B2NER_BATCH_SIZE", show_envvar=True,
+        help="Most prompts generated together in one batch.",
+    ),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]

@@ -1,0 +1,255 @@
+"""``b2ner extract``: entities with character offsets from text files, JSONL or stdin."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from .. import __version__
+from ..errors import UsageError
+from ..io.examples import load_examples
+from ..io.readers import ReadOptions, check_inputs, read_documents
+from ..io.writers import JsonlWriter, write_json_atomic
+from ..labels import load_labels_file, parse_labels_arg
+from ..pipeline import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_CHUNK_TOKENS,
+    ExtractSettings,
+    RunStats,
+    dry_run,
+    extract as run_pipeline,
+)
+from ..prompts import PROMPT_ID, LabelSet
+from .common import AdapterOption, BatchSizeOption, ModelOption, OutputOption, QuietOption, boundary, stderr_console
+from .render import TableRenderer
+
+DEFAULT_MAX_NEW_TOKENS = 512  # mirrors engine.hf.DEFAULT_MAX_NEW_TOKENS without importing torch
+
+
+class Lang(str, Enum):
+    auto = "auto"
+    en = "en"
+    zh = "zh"
+
+
+class OutputFormat(str, Enum):
+    jsonl = "jsonl"
+    table = "table"
+
+
+class InputFormat(str, Enum):
+    auto = "auto"
+    txt = "txt"
+    jsonl = "jsonl"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+EPILOG = """[bold]Examples[/]
+
+  b2ner extract notes.txt -m ./my-model -l "person,organization,location" -o notes.jsonl
+
+  b2ner extract docs.jsonl -m ./my-model --labels-file labels.json --format table
+
+  echo "Barack Obama visited Paris." | b2ner extract - -m ./my-model -l "person,location"
+
+  b2ner extract examples/en.txt -l "person,location" --dry-run
+"""
+
+
+def _label_set(labels: str | None, labels_file: Path | None) -> LabelSet | None:
+    if labels is not None and labels_file is not None:
+        raise UsageError("Give either --labels or --labels-file, not both.")
+    if labels is not None:
+        return parse_labels_arg(labels)
+    if labels_file is not None:
+        return load_labels_file(labels_file)
+    return None
+
+
+@boundary
+def extract(
+    inputs: Annotated[list[str], typer.Argument(help="Text (.txt) or JSONL (.jsonl) files; - reads stdin.")],
+    labels: Annotated[
+        str | None, typer.Option("--labels", "-l", help='Comma-separated labels, e.g. "person,organization,location".')
+    ] = None,
+    labels_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels-file",
+            help="Labels as a JSON list, one per line, or a JSON object label -> description "
+            "(selects the with-description prompt).",
+        ),
+    ] = None,
+    examples: Annotated[
+        Path | None,
+        typer.Option("--examples", help='Few-shot examples, JSONL of {"text", "answer"} or {"text", "entities"}.'),
+    ] = None,
+    lang: Annotated[
+        Lang, typer.Option("--lang", help="Prompt language; auto: zh when the label names are Chinese, else en.")
+    ] = Lang.auto,
+    model: ModelOption = None,
+    adapter: AdapterOption = None,
+    output: OutputOption = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="jsonl (data) or table (highlighted in the terminal).")
+    ] = OutputFormat.jsonl,
+    meta: Annotated[
+        Path | None,
+        typer.Option("--meta", help="Write run metadata here (default with -o: OUTPUT.meta.json)."),
+    ] = None,
+    keep_raw: Annotated[bool, typer.Option("--keep-raw", help='Add "raw": the model\'s answer as generated.')] = False,
+    flat: Annotated[bool, typer.Option("--flat", help="Resolve overlapping entities: the longer span wins.")] = False,
+    whole_file: Annotated[
+        bool, typer.Option("--whole-file", help="A .txt input is one document, not one per line.")
+    ] = False,
+    input_format: Annotated[
+        InputFormat,
+        typer.Option("--input-format", help="auto: by suffix (.jsonl/.ndjson), stdin by its first line."),
+    ] = InputFormat.auto,
+    text_field: Annotated[str, typer.Option("--text-field", help="JSONL field holding the text.")] = "text",
+    id_field: Annotated[str, typer.Option("--id-field", help="JSONL field holding the id.")] = "id",
+    labels_field: Annotated[
+        str, typer.Option("--labels-field", help="JSONL field holding per-record labels.")
+    ] = "labels",
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    batch_tokens: Annotated[
+        int, typer.Option("--batch-tokens", min=1, help="Most padded prompt tokens in one batch.")
+    ] = DEFAULT_BATCH_TOKENS,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="Cap on answer tokens per prompt.")
+    ] = DEFAULT_MAX_NEW_TOKENS,
+    max_chunk_tokens: Annotated[
+        int,
+        typer.Option("--max-chunk-tokens", min=16, help="Longer texts are split at sentence ends into chunks of this size."),
+    ] = DEFAULT_CHUNK_TOKENS,
+    device: Annotated[Device, typer.Option("--device", help="auto: the GPU when there is one.")] = Device.auto,
+    dry_run_: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print each input's prompt as JSON; loads no model (texts are not chunked)."),
+    ] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Extract entities with character offsets from text files, JSONL or stdin."""
+    check_inputs(inputs)
+    label_set = _label_set(labels, labels_file)
+    few_shot = load_examples(examples) if examples is not None else []
+    read_options = ReadOptions(
+        text_field=text_field, id_field=id_field, labels_field=labels_field,
+        whole_file=whole_file, input_format=input_format.value,  # type: ignore[arg-type]
+    )
+    if label_set is None and all(_is_text_input(p, read_options) for p in inputs):
+        raise UsageError("No labels given.", 'Pass --labels "person,organization,location" or --labels-file FILE.')
+    if label_set is not None and label_set.descriptions is not None and few_shot:
+        raise UsageError("Few-shot examples cannot be combined with label descriptions.",
+                         "Use either --examples or a labels file with descriptions.")
+    documents = read_documents(inputs, read_options)
+
+    if dry_run_:
+        with JsonlWriter(output) as writer:
+            for item in dry_run(documents, label_set, few_shot, lang.value):  # type: ignore[arg-type]
+                writer.write(item)  # type: ignore[arg-type]
+        return
+
+    if output_format is OutputFormat.table and output not in (None, "-"):
+        raise UsageError("--format table prints to the terminal; it cannot be combined with --output.",
+                         "Drop -o, or use --format jsonl to write a file.")
+    if model is None:
+        raise UsageError("No model given.", "Pass --model DIR (a local Hugging Face model directory) or set B2NER_MODEL.")
+    settings = ExtractSettings(
+        lang=lang.value, flat=flat, max_chunk_tokens=max_chunk_tokens,  # type: ignore[arg-type]
+        batch_size=batch_size, batch_tokens=batch_tokens,
+    )
+    err = stderr_console()
+    show_progress = not quiet and err.is_terminal
+    from ..api import Extractor  # imports torch lazily, through the loader
+
+    started = time.time()
+    if not quiet:
+        err.print(f"Loading model {model}" + (f" with adapter {adapter}" if adapter else "") + " ...", markup=False)
+    extractor = Extractor.load(model, adapter, device=device.value, max_new_tokens=max_new_tokens, settings=settings)
+    stats = RunStats()
+    meta_path = meta or (Path(output).with_name(Path(output).name + ".meta.json") if output and output != "-" else None)
+    run_meta: dict[str, object] = {
+        "b2ner_version": __version__,
+        "prompt_id": PROMPT_ID,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extractor.generator.describe(),
+        "labels": list(label_set.names) if label_set else None,
+        "label_descriptions": bool(label_set and label_set.descriptions),
+        "few_shot_examples": len(few_shot),
+        "lang": lang.value,
+        "settings": {"flat": flat, "batch_size": batch_size, "batch_tokens": batch_tokens,
+                     "max_chunk_tokens": max_chunk_tokens},
+        "inputs": list(inputs),
+        "output": output or "-",
+    }
+    status = "failed"
+    table = TableRenderer(Console(highlight=False)) if output_format is OutputFormat.table else None
+    writer = JsonlWriter(output)
+    progress = Progress(
+        SpinnerColumn(), TextColumn("{task.completed} documents"), TextColumn("{task.fields[rate]:.1f} docs/s"),
+        TextColumn("{task.fields[entities]} entities"), TimeElapsedColumn(),
+        console=err, disable=not show_progress, transient=True,
+    )
+    try:
+        with progress:
+            task = progress.add_task("extract", total=None, rate=0.0, entities=0)
+            loop_start = time.time()
+            for record in run_pipeline(documents, extractor.generator, label_set, few_shot, settings, stats):
+                if table is not None:
+                    table.render(record)
+                else:
+                    writer.write(record.to_dict(keep_raw))
+                progress.update(task, completed=stats.documents, entities=stats.entities,
+                                rate=stats.documents / max(time.time() - loop_start, 1e-9))
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        writer.close()
+        if meta_path is not None:
+            run_meta.update(status=status, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                            records_written=writer.count, stats=stats.to_dict())
+            write_json_atomic(meta_path, run_meta)
+        if status != "complete" and writer.path is not None:
+            err.print(f"{writer.path} holds the {writer.count} records completed before the run stopped.", markup=False)
+    if not quiet:
+        _summary(err, stats, time.time() - started, output, max_new_tokens)
+
+
+def _is_text_input(path: str, options: ReadOptions) -> bool:
+    if options.input_format != "auto":
+        return options.input_format == "txt"
+    return path != "-" and not path.lower().endswith((".jsonl", ".ndjson"))
+
+
+def _summary(err: Console, stats: RunStats, seconds: float, output: str | None, max_new_tokens: int) -> None:
+    where = f" -> {output}" if output and output != "-" else ""
+    err.print(
+        f"{stats.entities} entities in {stats.documents} documents ({stats.chunks} prompts, "
+        f"{stats.documents / max(seconds, 1e-9):.1f} docs/s){where}",
+        markup=False,
+    )
+    if stats.unmatched:
+        err.print(f"{stats.unmatched} mentions were not found in their text (listed under \"unmatched\").",
+                  markup=False)
+    if stats.unknown_labels:
+        names = ", ".join(f"{k} ({v})" for k, v in sorted(stats.unknown_label_names.items()))
+        err.print(f"Dropped {stats.unknown_labels} mentions with labels that were not asked for: {names}.", markup=False)
+    if stats.truncated:
+        err.print(f"Warning: {stats.truncated} answers reached --max-new-tokens {max_new_tokens} before ending; "
+                  "their last mention was dropped. Raise --max-new-tokens.", markup=False)

@@ -1,0 +1,40 @@
+"""The generator interface the pipeline talks to."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What the model answered for one prompt."""
+
+    answer: str
+    #: new tokens generated, the EOS excluded.
+    new_tokens: int
+    #: False when generation stopped at the new-token cap instead of at EOS.
+    finished: bool
+
+
+class Generator(Protocol):
+    """Encodes instructions (BOS included) and answers batches of them greedily."""
+
+    max_new_tokens: int
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of a piece of text on its own (no BOS)."""
+        ...
+
+    def encode(self, instruction: str) -> list[int]:
+        """Token ids of BOS + instruction (exactly one BOS)."""
+        ...
+
+    def generate(self, batch: Sequence[list[int]]) -> list[Generation]:
+        """Greedy answers for a batch of encoded prompts, in the batch's order."""
+        ...
+
+    def describe(self) -> dict[str, object]:
+        """How results were made: model, adapter, revisions, dtype, device, generation settings."""
+        ...

@@ -1,0 +1,82 @@
+"""Label sets from the command line, a labels file, or a JSONL record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from .errors import InputError, LabelError
+from .prompts import LabelSet
+
+
+def make_label_set(names: Iterable[object], descriptions: Iterable[object] | None = None, *, where: str) -> LabelSet:
+    """Validate names (non-empty strings, no duplicates) and build a :class:`LabelSet`.
+
+    ``where`` names the source in error messages (``--labels``, a file, a file line).
+    """
+    clean: list[str] = []
+    for name in names:
+        if not isinstance(name, str):
+            raise LabelError(f"{where}: label {name!r} is not a string.", "Labels are strings such as \"person\".")
+        stripped = name.strip()
+        if not stripped:
+            raise LabelError(f"{where}: empty label.", "Remove the empty entry (look for a doubled or trailing comma).")
+        if stripped in clean:
+            raise LabelError(f"{where}: duplicate label \"{stripped}\".", "List each label once.")
+        clean.append(stripped)
+    if not clean:
+        raise LabelError(f"{where}: no labels.", 'Give labels, e.g. --labels "person,organization,location".')
+    descs: tuple[str, ...] | None = None
+    if descriptions is not None:
+        desc_list = []
+        for name, desc in zip(clean, descriptions):
+            if not isinstance(desc, str) or not desc.strip():
+                raise LabelError(
+                    f"{where}: label \"{name}\" has no description.",
+                    "Give every label a one-sentence description, or use a plain list of labels.",
+                )
+            desc_list.append(desc.strip())
+        descs = tuple(desc_list)
+    return LabelSet(tuple(clean), descs)
+
+
+def parse_labels_arg(value: str) -> LabelSet:
+    """``--labels "person,organization,location"`` (full-width ``，`` is accepted too)."""
+    return make_label_set(value.replace("，", ",").split(","), where="--labels")
+
+
+def labels_from_json(value: object, *, where: str) -> LabelSet:
+    """A JSON list of names, or an object mapping name -> description."""
+    if isinstance(value, Mapping):
+        return make_label_set(value.keys(), value.values(), where=where)
+    if isinstance(value, list):
+        return make_label_set(value, where=where)
+    raise LabelError(
+        f"{where}: labels must be a JSON list of names or an object of name -> description.",
+        'e.g. ["person", "location"] or {"person": "a human being"}',
+    )
+
+
+def load_labels_file(path: Path) -> LabelSet:
+    """A JSON list, a JSON object (label -> description), or one label per line."""
+    try:
+        content = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"Labels file {path} does not exist.", "Check the path given to --labels-file.") from None
+    except UnicodeDecodeError:
+        raise InputError(f"Labels file {path} is not UTF-8 text.", "Save it as UTF-8.") from None
+    except OSError as exc:
+        raise InputError(f"Cannot read labels file {path}: {exc.strerror}.") from None
+    stripped = content.lstrip("\ufeff").strip()
+    if stripped[:1] in ("[", "{"):
+        try:
+            value = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"Labels file {path}, line {exc.lineno}: invalid JSON ({exc.msg}).",
+                "Fix the JSON, or write one label per line.",
+            ) from None
+        return labels_from_json(value, where=str(path))
+    lines = [line for line in stripped.splitlines() if line.strip()]
+    return make_label_set(lines, where=str(path))

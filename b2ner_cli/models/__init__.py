@@ -1,0 +1,1 @@
+"""Finding and loading backbones and adapters (torch is imported only when loading)."""
