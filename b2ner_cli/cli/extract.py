@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -177,9 +178,10 @@ def extract(
     from ..api import Extractor  # imports torch lazily, through the loader
 
     started = time.time()
-    if not quiet:
-        err.print(f"Loading model {model}" + (f" with adapter {adapter}" if adapter else "") + " ...", markup=False)
-    extractor = Extractor.load(model, adapter, device=device.value, max_new_tokens=max_new_tokens, settings=settings)
+    loading = f"Loading model {model}" + (f" with adapter {adapter}" if adapter else "") + " ..."
+    with err.status(loading) if show_progress else nullcontext():
+        extractor = Extractor.load(model, adapter, device=device.value, max_new_tokens=max_new_tokens,
+                                   settings=settings)
     stats = RunStats()
     meta_path = meta or (Path(output).with_name(Path(output).name + ".meta.json") if output and output != "-" else None)
     run_meta: dict[str, object] = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +29,17 @@ class LoadedModel:
             "adapter_path": str(self.adapter.path) if self.adapter else None,
             "adapter_revision": self.adapter.revision if self.adapter else None,
         }
+
+
+def quiet_library_logs() -> None:
+    """Library chatter (bitsandbytes' optional CPU kernels, transformers' notices) stays off stderr."""
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(transformers|peft|torch|accelerate)(\.|$)")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def _pick_device_and_dtype(device: DeviceChoice) -> tuple[str, Any]:
@@ -57,6 +70,7 @@ def load(model_ref: str, adapter_ref: str | None = None, *, device: DeviceChoice
     backbone = resolve_model(model_ref)
     adapter = resolve_adapter(adapter_ref) if adapter_ref else None
     adapter_config = read_adapter_config(adapter) if adapter else None
+    quiet_library_logs()
     tokenizer = load_tokenizer(backbone)
     from transformers import AutoModelForCausalLM
 
