@@ -57,8 +57,10 @@ class Extractor:
         **overrides: object,
     ) -> Iterator[Record]:
         """Records in input order, streamed. ``labels`` may map label -> description."""
-        label_set = labels if isinstance(labels, LabelSet) or labels is None else labels_from_json(
-            dict(labels) if isinstance(labels, Mapping) else list(labels), where="labels"
+        label_set = (
+            labels
+            if isinstance(labels, LabelSet) or labels is None
+            else labels_from_json(dict(labels) if isinstance(labels, Mapping) else list(labels), where="labels")
         )
         documents = (
             t if isinstance(t, Document) else Document(id=str(i), text=t, source=f"text {i}")

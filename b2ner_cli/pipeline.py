@@ -177,7 +177,7 @@ def _run_window(
     for batch in plan_batches(
         [len(c.ids) for c in chunks], max_batch_size=settings.batch_size, max_batch_tokens=settings.batch_tokens
     ):
-        for position, generation in zip(batch, generator.generate([chunks[i].ids for i in batch])):
+        for position, generation in zip(batch, generator.generate([chunks[i].ids for i in batch]), strict=True):
             chunks[position].generation = generation
             remaining[chunks[position].doc] -= 1
         while emitted < len(window) and remaining[emitted] == 0:

@@ -63,7 +63,6 @@ def build_model(vocab_size: int, *, seed: int = 0, hidden_size: int = 64, layers
         num_key_value_heads=2,
         max_position_embeddings=4096,
         rms_norm_eps=1e-5,
-        rope_theta=10000.0,
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=2,

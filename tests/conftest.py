@@ -13,21 +13,28 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 INTERNLM2_FIXTURE = SHARED / "fixtures" / "internlm2-tiny"
 
 
+# Offline, always: set before any test module imports huggingface_hub (it reads these at import).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.pop("B2NER_MODEL", None)
+os.environ.pop("B2NER_ADAPTER", None)
+
+
 @pytest.fixture(autouse=True, scope="session")
-def _offline(tmp_path_factory: pytest.TempPathFactory) -> None:
+def _private_homes(tmp_path_factory: pytest.TempPathFactory) -> None:
     home = tmp_path_factory.mktemp("home")
-    os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_HOME"] = str(home / "hf")
     os.environ["B2NER_HOME"] = str(home / "b2ner")
-    os.environ.pop("B2NER_MODEL", None)
-    os.environ.pop("B2NER_ADAPTER", None)
 
 
 # What the taught adapter answers (spec grammar: leading space, "label: mention; ...").
 EN_LABELS = ("person", "organization", "location")
 ZH_LABELS = ("人名", "地名")
 TAUGHT = [
-    ("Barack Obama visited Microsoft in Seattle .", EN_LABELS, " person: Barack Obama; organization: Microsoft; location: Seattle"),
+    (
+        "Barack Obama visited Microsoft in Seattle .",
+        EN_LABELS,
+        " person: Barack Obama; organization: Microsoft; location: Seattle",
+    ),
     ("It rained all day .", EN_LABELS, " None"),
     ("李明昨天去了北京。", ZH_LABELS, " 人名: 李明; 地名: 北京"),
     ("Paris is big and Paris is old .", EN_LABELS, " location: Paris; person: Napoleon"),
@@ -57,7 +64,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
 
     def lora() -> LoraConfig:
         return LoraConfig(
-            r=16, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
+            r=16,
+            lora_alpha=32,
+            lora_dropout=0.0,
+            task_type="CAUSAL_LM",
             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         )
 

@@ -20,7 +20,8 @@ EN4 = "Ada met Bob ."
 ZH1 = "李明昨天去了北京。"
 
 # Worked out by hand from the taught answers (see conftest.TAUGHT):
-# EN1: "Barack Obama" 0-12; "Barack Obama visited " is 21 chars -> Microsoft 21-30; "... Microsoft in " -> Seattle 34-41.
+# EN1: "Barack Obama" 0-12; "Barack Obama visited " is 21 chars -> Microsoft 21-30;
+# "Barack Obama visited Microsoft in " is 34 chars -> Seattle 34-41.
 EN1_ENTITIES = [
     {"start": 0, "end": 12, "text": "Barack Obama", "label": "person"},
     {"start": 21, "end": 30, "text": "Microsoft", "label": "organization"},
@@ -44,7 +45,7 @@ ZH1_ENTITIES = [
 ]
 
 
-def run(*args: str, input: str | None = None):  # noqa: A002
+def run(*args: str, input: str | None = None):
     return CliRunner().invoke(app, list(args), input=input, catch_exceptions=False)
 
 
@@ -154,8 +155,9 @@ def test_adapter_changes_the_answers(tiny, tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text(EN1 + "\n", encoding="utf-8")
     with_adapter = run("extract", str(source), "-l", LABELS, "--keep-raw", *model_args(tiny))
-    without = run("extract", str(source), "-l", LABELS, "--keep-raw", "-m", str(tiny.base), "-q",
-                  "--max-new-tokens", "8")
+    without = run(
+        "extract", str(source), "-l", LABELS, "--keep-raw", "-m", str(tiny.base), "-q", "--max-new-tokens", "8"
+    )
     assert json.loads(with_adapter.stdout)["raw"] == " person: Barack Obama; organization: Microsoft; location: Seattle"
     assert json.loads(without.stdout)["raw"] != json.loads(with_adapter.stdout)["raw"]
 
@@ -170,13 +172,23 @@ def test_long_document_is_chunked_and_offsets_map_back(tiny, tmp_path: Path) -> 
     assert counts[0] + counts[1] > budget and counts[1] + counts[2] > budget
     source = tmp_path / "doc.txt"
     source.write_text(f"{EN1}\n{EN2}\n{EN3}\n", encoding="utf-8")
-    result = run("extract", str(source), "-l", LABELS, "--whole-file", "--keep-raw",
-                 "--max-chunk-tokens", str(budget), *model_args(tiny))
+    result = run(
+        "extract",
+        str(source),
+        "-l",
+        LABELS,
+        "--whole-file",
+        "--keep-raw",
+        "--max-chunk-tokens",
+        str(budget),
+        *model_args(tiny),
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     # EN1 is 43 characters, EN2 19: EN2 starts at 44, EN3 at 44 + 19 + 1 = 64; Paris again at 64 + 17 = 81.
     assert record["text"] == f"{EN1}\n{EN2}\n{EN3}"
-    assert record["entities"] == EN1_ENTITIES + [
+    assert record["entities"] == [
+        *EN1_ENTITIES,
         {"start": 64, "end": 69, "text": "Paris", "label": "location"},
         {"start": 81, "end": 86, "text": "Paris", "label": "location"},
     ]
@@ -257,8 +269,18 @@ def test_adapter_that_does_not_fit_names_both(tiny, tmp_path: Path, which: str, 
     source = tmp_path / "in.txt"
     source.write_text("hello\n", encoding="utf-8")
     adapter = getattr(tiny, which)
-    result = run("extract", str(source), "-l", LABELS, "-m", str(tiny.base), "--adapter", str(adapter), "-o",
-                 str(tmp_path / "out.jsonl"))
+    result = run(
+        "extract",
+        str(source),
+        "-l",
+        LABELS,
+        "-m",
+        str(tiny.base),
+        "--adapter",
+        str(adapter),
+        "-o",
+        str(tmp_path / "out.jsonl"),
+    )
     assert result.exit_code == 1
     assert result.stderr.startswith(message.format(adapter=adapter, model=tiny.base))
     assert "Traceback" not in result.stderr

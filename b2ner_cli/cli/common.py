@@ -64,7 +64,10 @@ def boundary(func: F) -> F:
 ModelOption = Annotated[
     str | None,
     typer.Option(
-        "--model", "-m", envvar="B2NER_MODEL", show_envvar=True,
+        "--model",
+        "-m",
+        envvar="B2NER_MODEL",
+        show_envvar=True,
         help="Backbone: a local directory holding a Hugging Face causal LM.",
     ),
 ]
@@ -78,7 +81,11 @@ OutputOption = Annotated[
 BatchSizeOption = Annotated[
     int,
     typer.Option(
-        "--batch-size", "-b", min=1, envvar="B2NER_BATCH_SIZE", show_envvar=True,
+        "--batch-size",
+        "-b",
+        min=1,
+        envvar="B2NER_BATCH_SIZE",
+        show_envvar=True,
         help="Most prompts generated together in one batch.",
     ),
 ]

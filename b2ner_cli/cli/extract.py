@@ -26,6 +26,8 @@ from ..pipeline import (
     ExtractSettings,
     RunStats,
     dry_run,
+)
+from ..pipeline import (
     extract as run_pipeline,
 )
 from ..prompts import PROMPT_ID, LabelSet
@@ -134,7 +136,9 @@ def extract(
     ] = DEFAULT_MAX_NEW_TOKENS,
     max_chunk_tokens: Annotated[
         int,
-        typer.Option("--max-chunk-tokens", min=16, help="Longer texts are split at sentence ends into chunks of this size."),
+        typer.Option(
+            "--max-chunk-tokens", min=16, help="Longer texts are split at sentence ends into chunks of this size."
+        ),
     ] = DEFAULT_CHUNK_TOKENS,
     device: Annotated[Device, typer.Option("--device", help="auto: the GPU when there is one.")] = Device.auto,
     dry_run_: Annotated[
@@ -148,14 +152,19 @@ def extract(
     label_set = _label_set(labels, labels_file)
     few_shot = load_examples(examples) if examples is not None else []
     read_options = ReadOptions(
-        text_field=text_field, id_field=id_field, labels_field=labels_field,
-        whole_file=whole_file, input_format=input_format.value,  # type: ignore[arg-type]
+        text_field=text_field,
+        id_field=id_field,
+        labels_field=labels_field,
+        whole_file=whole_file,
+        input_format=input_format.value,  # type: ignore[arg-type]
     )
     if label_set is None and all(_is_text_input(p, read_options) for p in inputs):
         raise UsageError("No labels given.", 'Pass --labels "person,organization,location" or --labels-file FILE.')
     if label_set is not None and label_set.descriptions is not None and few_shot:
-        raise UsageError("Few-shot examples cannot be combined with label descriptions.",
-                         "Use either --examples or a labels file with descriptions.")
+        raise UsageError(
+            "Few-shot examples cannot be combined with label descriptions.",
+            "Use either --examples or a labels file with descriptions.",
+        )
     documents = read_documents(inputs, read_options)
 
     if dry_run_:
@@ -165,13 +174,20 @@ def extract(
         return
 
     if output_format is OutputFormat.table and output not in (None, "-"):
-        raise UsageError("--format table prints to the terminal; it cannot be combined with --output.",
-                         "Drop -o, or use --format jsonl to write a file.")
+        raise UsageError(
+            "--format table prints to the terminal; it cannot be combined with --output.",
+            "Drop -o, or use --format jsonl to write a file.",
+        )
     if model is None:
-        raise UsageError("No model given.", "Pass --model DIR (a local Hugging Face model directory) or set B2NER_MODEL.")
+        raise UsageError(
+            "No model given.", "Pass --model DIR (a local Hugging Face model directory) or set B2NER_MODEL."
+        )
     settings = ExtractSettings(
-        lang=lang.value, flat=flat, max_chunk_tokens=max_chunk_tokens,  # type: ignore[arg-type]
-        batch_size=batch_size, batch_tokens=batch_tokens,
+        lang=lang.value,
+        flat=flat,
+        max_chunk_tokens=max_chunk_tokens,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        batch_tokens=batch_tokens,
     )
     err = stderr_console()
     show_progress = not quiet and err.is_terminal
@@ -180,8 +196,9 @@ def extract(
     started = time.time()
     loading = f"Loading model {model}" + (f" with adapter {adapter}" if adapter else "") + " ..."
     with err.status(loading) if show_progress else nullcontext():
-        extractor = Extractor.load(model, adapter, device=device.value, max_new_tokens=max_new_tokens,
-                                   settings=settings)
+        extractor = Extractor.load(
+            model, adapter, device=device.value, max_new_tokens=max_new_tokens, settings=settings
+        )
     stats = RunStats()
     meta_path = meta or (Path(output).with_name(Path(output).name + ".meta.json") if output and output != "-" else None)
     run_meta: dict[str, object] = {
@@ -193,8 +210,12 @@ def extract(
         "label_descriptions": bool(label_set and label_set.descriptions),
         "few_shot_examples": len(few_shot),
         "lang": lang.value,
-        "settings": {"flat": flat, "batch_size": batch_size, "batch_tokens": batch_tokens,
-                     "max_chunk_tokens": max_chunk_tokens},
+        "settings": {
+            "flat": flat,
+            "batch_size": batch_size,
+            "batch_tokens": batch_tokens,
+            "max_chunk_tokens": max_chunk_tokens,
+        },
         "inputs": list(inputs),
         "output": output or "-",
     }
@@ -202,9 +223,14 @@ def extract(
     table = TableRenderer(Console(highlight=False)) if output_format is OutputFormat.table else None
     writer = JsonlWriter(output)
     progress = Progress(
-        SpinnerColumn(), TextColumn("{task.completed} documents"), TextColumn("{task.fields[rate]:.1f} docs/s"),
-        TextColumn("{task.fields[entities]} entities"), TimeElapsedColumn(),
-        console=err, disable=not show_progress, transient=True,
+        SpinnerColumn(),
+        TextColumn("{task.completed} documents"),
+        TextColumn("{task.fields[rate]:.1f} docs/s"),
+        TextColumn("{task.fields[entities]} entities"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not show_progress,
+        transient=True,
     )
     try:
         with progress:
@@ -215,8 +241,12 @@ def extract(
                     table.render(record)
                 else:
                     writer.write(record.to_dict(keep_raw))
-                progress.update(task, completed=stats.documents, entities=stats.entities,
-                                rate=stats.documents / max(time.time() - loop_start, 1e-9))
+                progress.update(
+                    task,
+                    completed=stats.documents,
+                    entities=stats.entities,
+                    rate=stats.documents / max(time.time() - loop_start, 1e-9),
+                )
         status = "complete"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -224,8 +254,12 @@ def extract(
     finally:
         writer.close()
         if meta_path is not None:
-            run_meta.update(status=status, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                            records_written=writer.count, stats=stats.to_dict())
+            run_meta.update(
+                status=status,
+                finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                records_written=writer.count,
+                stats=stats.to_dict(),
+            )
             write_json_atomic(meta_path, run_meta)
         if status != "complete" and writer.path is not None:
             err.print(f"{writer.path} holds the {writer.count} records completed before the run stopped.", markup=False)
@@ -247,11 +281,15 @@ def _summary(err: Console, stats: RunStats, seconds: float, output: str | None, 
         markup=False,
     )
     if stats.unmatched:
-        err.print(f"{stats.unmatched} mentions were not found in their text (listed under \"unmatched\").",
-                  markup=False)
+        err.print(f'{stats.unmatched} mentions were not found in their text (listed under "unmatched").', markup=False)
     if stats.unknown_labels:
         names = ", ".join(f"{k} ({v})" for k, v in sorted(stats.unknown_label_names.items()))
-        err.print(f"Dropped {stats.unknown_labels} mentions with labels that were not asked for: {names}.", markup=False)
+        err.print(
+            f"Dropped {stats.unknown_labels} mentions with labels that were not asked for: {names}.", markup=False
+        )
     if stats.truncated:
-        err.print(f"Warning: {stats.truncated} answers reached --max-new-tokens {max_new_tokens} before ending; "
-                  "their last mention was dropped. Raise --max-new-tokens.", markup=False)
+        err.print(
+            f"Warning: {stats.truncated} answers reached --max-new-tokens {max_new_tokens} before ending; "
+            "their last mention was dropped. Raise --max-new-tokens.",
+            markup=False,
+        )

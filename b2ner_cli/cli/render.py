@@ -7,8 +7,16 @@ from rich.text import Text
 
 from ..pipeline import Record
 
-_STYLES = ("bold black on cyan", "bold black on yellow", "bold black on green", "bold black on magenta",
-           "bold white on blue", "bold white on red", "bold black on bright_cyan", "bold black on bright_green")
+_STYLES = (
+    "bold black on cyan",
+    "bold black on yellow",
+    "bold black on green",
+    "bold black on magenta",
+    "bold white on blue",
+    "bold white on red",
+    "bold black on bright_cyan",
+    "bold black on bright_green",
+)
 
 
 class TableRenderer:

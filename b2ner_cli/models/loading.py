@@ -82,7 +82,7 @@ def load(model_ref: str, adapter_ref: str | None = None, *, device: DeviceChoice
             f"Model `{model_ref}` could not be loaded as a causal LM ({str(exc).splitlines()[0]}).",
             "Check that the directory holds a complete Hugging Face model (config.json and weights).",
         ) from None
-    model.to(target)
+    model.to(target)  # type: ignore[arg-type]
     if adapter is not None and adapter_config is not None:
         model = attach_adapter(model, adapter, adapter_config, model_ref)
     model.eval()

@@ -1,0 +1,136 @@
+"""The generation engine on a tiny real model: BOS handling, batching equivalence, streaming safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import TAUGHT
+
+from b2ner_cli.api import Extractor
+from b2ner_cli.pipeline import RunStats
+
+pytestmark = pytest.mark.model
+
+LABELS = ["person", "organization", "location"]
+OTHER_TEXTS = [
+    "Angela Merkel met Emmanuel Macron in Berlin .",
+    "The river flows .",
+    "Seattle is rainy in winter and Microsoft is based near it , said Barack Obama in a long speech .",
+    "Ada",
+    "李明昨天去了北京，参观了故宫博物院。",
+    "Marie Curie won the Nobel Prize in Physics in 1903 together with Pierre Curie .",
+    "x y z",
+    "Paris Paris Paris .",
+]
+
+
+@pytest.fixture(scope="module")
+def extractor(tiny) -> Extractor:
+    return Extractor.load(str(tiny.base), str(tiny.adapter), device="cpu", max_new_tokens=20)
+
+
+def test_exactly_one_bos(extractor: Extractor) -> None:
+    generator = extractor.generator
+    tokenizer = generator.tokenizer  # type: ignore[attr-defined]
+    instruction = "Given the label set of entities"
+    ids = generator.encode(instruction)
+    assert ids == [1, *tokenizer.encode(instruction, add_special_tokens=False)]
+    assert ids.count(1) == 1
+
+
+def test_batched_equals_one_by_one(extractor: Extractor) -> None:
+    texts = [text for text, labels, _ in TAUGHT if tuple(labels) == tuple(LABELS)] + OTHER_TEXTS * 3
+    lengths = {len(extractor.generator.encode(t)) for t in texts}
+    assert len(lengths) > 3  # prompts of different lengths, so batches really are left-padded
+
+    single = extractor.extract(texts, LABELS, batch_size=1)
+    batched_stats = RunStats()
+    batched = extractor.extract(texts, LABELS, batch_size=16, batch_tokens=100_000, window=7, stats=batched_stats)
+    assert [r.to_dict(keep_raw=True) for r in batched] == [r.to_dict(keep_raw=True) for r in single]
+    # and the taught answers came through, so the comparison is not between two empty outputs
+    assert single[0].raw == " person: Barack Obama; organization: Microsoft; location: Seattle"
+    assert [r.id for r in batched] == [str(i) for i in range(len(texts))]
+    assert batched_stats.documents == len(texts)
+
+
+HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "accelerate")
+
+
+def test_help_and_dry_run_do_not_import_torch(tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("Barack Obama visited Paris .\n", encoding="utf-8")
+    code = f"""
+import json, sys
+from typer.testing import CliRunner
+from b2ner_cli.cli.app import app
+runner = CliRunner()
+assert runner.invoke(app, ["--help"]).exit_code == 0
+assert runner.invoke(app, ["extract", "--help"]).exit_code == 0
+result = runner.invoke(app, ["extract", {str(source)!r}, "-l", "person,location", "--dry-run"])
+heavy = [m for m in {HEAVY!r} if m in sys.modules]
+print(json.dumps({{"heavy": heavy, "out": result.stdout, "code": result.exit_code}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["heavy"] == []
+    assert report["code"] == 0
+    assert json.loads(report["out"]) == {
+        "id": f"{source}:1",
+        "lang": "en",
+        "prompt": "Given the label set of entities, please recognize all the entities in the text. The answer format "
+        'should be "entity label: entity; entity label: entity". \nLabel Set: person, location \n\n'
+        "Text: Barack Obama visited Paris . \nAnswer:",
+    }
+
+
+def test_ctrl_c_leaves_a_valid_output_file(tiny, tmp_path: Path) -> None:
+    text, _, _ = TAUGHT[0]
+    source = tmp_path / "in.txt"
+    source.write_text((text + "\n") * 400, encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    part = Path(f"{out}.part")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "b2ner_cli",
+        "extract",
+        str(source),
+        "-l",
+        ",".join(LABELS),
+        "-m",
+        str(tiny.base),
+        "--adapter",
+        str(tiny.adapter),
+        "-b",
+        "1",
+        "-q",
+        "-o",
+        str(out),
+    ]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if part.exists() and part.read_text(encoding="utf-8").count("\n") >= 3:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert not part.exists()
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert 3 <= len(lines) < 400
+    records = [json.loads(line) for line in lines]  # every line whole and valid
+    assert [r["id"] for r in records] == [f"{source}:{i}" for i in range(1, len(records) + 1)]
+    assert all(r["entities"][0]["text"] == "Barack Obama" for r in records)
+    meta = json.loads(Path(f"{out}.meta.json").read_text(encoding="utf-8"))
+    assert meta["status"] == "interrupted" and meta["records_written"] == len(records)
