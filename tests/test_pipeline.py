@@ -1,0 +1,94 @@
+"""The pipeline's scheduling with a fake generator (these tests are about order, streaming and batching,
+not about the model; the real model paths are in test_engine and test_extract_cli)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+
+from b2ner_cli.engine.base import Generation
+from b2ner_cli.io.readers import Document
+from b2ner_cli.pipeline import ExtractSettings, RunStats, extract
+from b2ner_cli.prompts import LabelSet
+
+LABELS = LabelSet(("person", "location"))
+
+
+class ScriptedGenerator:
+    """One token per whitespace-separated word; answers from a script keyed by the prompt's text line."""
+
+    max_new_tokens = 16
+
+    def __init__(self, answers: dict[str, Generation] | None = None) -> None:
+        self.answers = answers or {}
+        self.batches: list[list[int]] = []  # prompt lengths of each batch
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def encode(self, instruction: str) -> list[int]:
+        return [1] + [len(w) for w in instruction.split()]
+
+    def generate(self, batch: Sequence[list[int]]) -> list[Generation]:
+        self.batches.append([len(ids) for ids in batch])
+        return [self.answers.get(str(len(ids)), Generation(" None", 1, True)) for ids in batch]
+
+    def describe(self) -> dict[str, object]:
+        return {}
+
+
+def test_streams_an_endless_input_in_order_without_reading_it_all() -> None:
+    consumed = 0
+
+    def endless() -> Iterator[Document]:
+        nonlocal consumed
+        for i in itertools.count():
+            consumed += 1
+            yield Document(id=str(i), text="word " * (i % 7 + 1))
+
+    records = extract(endless(), ScriptedGenerator(), LABELS, settings=ExtractSettings(window=50))
+    first = list(itertools.islice(records, 120))
+    assert [r.id for r in first] == [str(i) for i in range(120)]
+    assert consumed <= 150  # three windows of 50 at most were read
+
+
+def test_batches_respect_size_and_token_budget_and_sort_by_length() -> None:
+    generator = ScriptedGenerator()
+    docs = [Document(id=str(i), text="word " * (1 + (i * 7) % 23)) for i in range(60)]
+    settings = ExtractSettings(batch_size=8, batch_tokens=400, window=60)
+    stats = RunStats()
+    records = list(extract(docs, generator, LABELS, settings=settings, stats=stats))
+    assert [r.id for r in records] == [str(i) for i in range(60)]
+    assert sum(len(b) for b in generator.batches) == 60  # every prompt generated exactly once
+    for batch in generator.batches:
+        assert len(batch) <= 8
+        assert len(batch) == 1 or len(batch) * max(batch) <= 400
+    flat = [n for batch in generator.batches for n in batch]
+    assert flat == sorted(flat, reverse=True)  # longest first, so neighbours pad little
+    assert stats.documents == 60 and stats.chunks == 60
+
+
+def test_empty_text_gives_an_empty_record_without_a_prompt() -> None:
+    generator = ScriptedGenerator()
+    docs = [Document(id="a", text="   "), Document(id="b", text="Ada")]
+    records = list(extract(docs, generator, LABELS))
+    assert [(r.id, r.entities, r.unmatched) for r in records] == [("a", [], []), ("b", [], [])]
+    assert sum(len(b) for b in generator.batches) == 1
+
+
+def test_truncated_answer_drops_its_last_piece_and_is_counted() -> None:
+    text = "Ada Lovelace met Charles Babbage in London"
+    generator = ScriptedGenerator()
+    length = len(generator.encode(_instruction(text)))
+    generator.answers[str(length)] = Generation(" person: Ada Lovelace; person: Charles Bab", 16, finished=False)
+    stats = RunStats()
+    [record] = extract([Document(id="x", text=text)], generator, LABELS, stats=stats)
+    # "Charles Bab" was cut by the token cap: it must not become a span of "Charles Babbage".
+    assert [(e.start, e.end, e.text) for e in record.entities] == [(0, 12, "Ada Lovelace")]
+    assert stats.truncated == 1
+
+
+def _instruction(text: str) -> str:
+    from b2ner_cli.prompts import build_instruction
+
+    return build_instruction(text, LABELS, "en")
