@@ -69,11 +69,16 @@ def locate(text: str, mention: str) -> list[tuple[int, int]]:
     Tiers, first non-empty wins: exact whole-word, tolerant whole-word, exact inside a word,
     tolerant inside a word. For CJK text every match counts as whole-word.
     """
+    # Surrounding whitespace is not part of a mention; an empty one matches nothing
+    # (``str.find("")`` would otherwise never advance, and blanks are not entities).
+    mention = mention.strip()
+    if not mention:
+        return []
     exact = _exact(text, mention)
     whole = [s for s in exact if _whole_word(text, *s)]
     if whole:
         return whole
-    tolerant = _tolerant(text, mention.strip())
+    tolerant = _tolerant(text, mention)
     whole = [s for s in tolerant if _whole_word(text, *s)]
     return whole or exact or tolerant
 
