@@ -193,7 +193,6 @@ def extract(
     show_progress = not quiet and err.is_terminal
     from ..api import Extractor  # imports torch lazily, through the loader
 
-    started = time.time()
     loading = f"Loading model {model}" + (f" with adapter {adapter}" if adapter else "") + " ..."
     with err.status(loading) if show_progress else nullcontext():
         extractor = Extractor.load(
@@ -232,10 +231,10 @@ def extract(
         disable=not show_progress,
         transient=True,
     )
+    loop_start = time.time()
     try:
         with progress:
             task = progress.add_task("extract", total=None, rate=0.0, entities=0)
-            loop_start = time.time()
             for record in run_pipeline(documents, extractor.generator, label_set, few_shot, settings, stats):
                 if table is not None:
                     table.render(record)
@@ -264,7 +263,7 @@ def extract(
         if status != "complete" and writer.path is not None:
             err.print(f"{writer.path} holds the {writer.count} records completed before the run stopped.", markup=False)
     if not quiet:
-        _summary(err, stats, time.time() - started, output, max_new_tokens)
+        _summary(err, stats, time.time() - loop_start, output, max_new_tokens)
 
 
 def _is_text_input(path: str, options: ReadOptions) -> bool:
@@ -273,23 +272,31 @@ def _is_text_input(path: str, options: ReadOptions) -> bool:
     return path != "-" and not path.lower().endswith((".jsonl", ".ndjson"))
 
 
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"
+
+
 def _summary(err: Console, stats: RunStats, seconds: float, output: str | None, max_new_tokens: int) -> None:
     where = f" -> {output}" if output and output != "-" else ""
     err.print(
-        f"{stats.entities} entities in {stats.documents} documents ({stats.chunks} prompts, "
-        f"{stats.documents / max(seconds, 1e-9):.1f} docs/s){where}",
+        f"{_count(stats.entities, 'entity', 'entities')} in {_count(stats.documents, 'document')} "
+        f"({_count(stats.chunks, 'prompt')}, {stats.documents / max(seconds, 1e-9):.1f} documents/s){where}",
         markup=False,
     )
     if stats.unmatched:
-        err.print(f'{stats.unmatched} mentions were not found in their text (listed under "unmatched").', markup=False)
+        err.print(
+            f'{_count(stats.unmatched, "mention")} not found in their text (listed under "unmatched").',
+            markup=False,
+        )
     if stats.unknown_labels:
         names = ", ".join(f"{k} ({v})" for k, v in sorted(stats.unknown_label_names.items()))
         err.print(
-            f"Dropped {stats.unknown_labels} mentions with labels that were not asked for: {names}.", markup=False
+            f"Dropped {_count(stats.unknown_labels, 'mention')} with labels that were not asked for: {names}.",
+            markup=False,
         )
     if stats.truncated:
         err.print(
-            f"Warning: {stats.truncated} answers reached --max-new-tokens {max_new_tokens} before ending; "
+            f"Warning: {_count(stats.truncated, 'answer')} reached --max-new-tokens {max_new_tokens} before ending; "
             "their last mention was dropped. Raise --max-new-tokens.",
             markup=False,
         )
