@@ -22,7 +22,8 @@ class ParsedAnswer:
     malformed: list[str] = field(default_factory=list)
 
 
-def _label_key(label: str) -> str:
+def label_key(label: str) -> str:
+    """How answers match labels: ignoring case and runs of spaces."""
     return _SPACES.sub(" ", label.strip()).casefold()
 
 
@@ -40,7 +41,7 @@ def parse_answer(answer: str, labels: Sequence[str], *, truncated: bool = False)
     result = ParsedAnswer()
     if is_none_answer(answer):
         return result
-    by_key = {_label_key(name): name for name in labels}
+    by_key = {label_key(name): name for name in labels}
     longest_first = sorted(labels, key=len, reverse=True)
     pieces = [p.strip() for p in _SEPARATOR.split(answer)]
     if truncated and pieces:
@@ -55,7 +56,7 @@ def parse_answer(answer: str, labels: Sequence[str], *, truncated: bool = False)
         mention = mention.strip()
         if not mention or mention in ("None", "none"):
             continue
-        canonical = by_key.get(_label_key(label))
+        canonical = by_key.get(label_key(label))
         if canonical is None:
             result.unknown_labels.append((label.strip(), mention))
         else:

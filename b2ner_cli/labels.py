@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from .answers import label_key
 from .errors import InputError, LabelError
 from .prompts import LabelSet
 
@@ -16,24 +17,31 @@ def make_label_set(names: Iterable[object], descriptions: Iterable[object] | Non
     ``where`` names the source in error messages (``--labels``, a file, a file line).
     """
     clean: list[str] = []
+    seen: dict[str, str] = {}  # answers match labels ignoring case and spacing, so labels must differ beyond that
     for name in names:
         if not isinstance(name, str):
-            raise LabelError(f"{where}: label {name!r} is not a string.", "Labels are strings such as \"person\".")
+            raise LabelError(f"{where}: label {name!r} is not a string.", 'Labels are strings such as "person".')
         stripped = name.strip()
         if not stripped:
             raise LabelError(f"{where}: empty label.", "Remove the empty entry (look for a doubled or trailing comma).")
-        if stripped in clean:
-            raise LabelError(f"{where}: duplicate label \"{stripped}\".", "List each label once.")
+        key = label_key(stripped)
+        if key in seen:
+            raise LabelError(
+                f'{where}: duplicate label "{stripped}"'
+                + (f' (same as "{seen[key]}" but for case or spacing).' if seen[key] != stripped else "."),
+                "List each label once.",
+            )
+        seen[key] = stripped
         clean.append(stripped)
     if not clean:
         raise LabelError(f"{where}: no labels.", 'Give labels, e.g. --labels "person,organization,location".')
     descs: tuple[str, ...] | None = None
     if descriptions is not None:
         desc_list = []
-        for name, desc in zip(clean, descriptions):
+        for name, desc in zip(clean, descriptions, strict=True):
             if not isinstance(desc, str) or not desc.strip():
                 raise LabelError(
-                    f"{where}: label \"{name}\" has no description.",
+                    f'{where}: label "{name}" has no description.',
                     "Give every label a one-sentence description, or use a plain list of labels.",
                 )
             desc_list.append(desc.strip())
@@ -46,8 +54,31 @@ def parse_labels_arg(value: str) -> LabelSet:
     return make_label_set(value.replace("，", ",").split(","), where="--labels")
 
 
+class _RepeatedKeyObject(dict[str, object]):
+    """A JSON object that repeats a key (``json`` keeps only the last value, hiding the duplicate)."""
+
+    def __init__(self, pairs: list[tuple[str, object]], repeated: str) -> None:
+        super().__init__(pairs)
+        self.repeated = repeated
+
+
+def json_object_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """``object_pairs_hook`` for ``json.loads``: remembers a repeated key so that a labels object can reject it."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return _RepeatedKeyObject(pairs, key)
+        seen.add(key)
+    return dict(pairs)
+
+
 def labels_from_json(value: object, *, where: str) -> LabelSet:
-    """A JSON list of names, or an object mapping name -> description."""
+    """A JSON list of names, or an object mapping name -> description.
+
+    Parse with ``object_pairs_hook=json_object_pairs`` so that a label repeated as a key is reported.
+    """
+    if isinstance(value, _RepeatedKeyObject):
+        raise LabelError(f'{where}: duplicate label "{value.repeated.strip()}".', "List each label once.")
     if isinstance(value, Mapping):
         return make_label_set(value.keys(), value.values(), where=where)
     if isinstance(value, list):
@@ -71,7 +102,7 @@ def load_labels_file(path: Path) -> LabelSet:
     stripped = content.lstrip("\ufeff").strip()
     if stripped[:1] in ("[", "{"):
         try:
-            value = json.loads(stripped)
+            value = json.loads(stripped, object_pairs_hook=json_object_pairs)
         except json.JSONDecodeError as exc:
             raise InputError(
                 f"Labels file {path}, line {exc.lineno}: invalid JSON ({exc.msg}).",

@@ -21,7 +21,7 @@ _EN_HEAD = (
     "Given the label set of entities, please recognize all the entities in the text. "
     'The answer format should be "entity label: entity; entity label: entity". '
 )
-_ZH_HEAD = "给定实体的标签范围，请识别文本中属于这些标签的所有实体。答案格式为 \"实体标签: 实体; 实体标签: 实体\"。"
+_ZH_HEAD = '给定实体的标签范围，请识别文本中属于这些标签的所有实体。答案格式为 "实体标签: 实体; 实体标签: 实体"。'
 
 ZERO_SHOT = {
     "en": _EN_HEAD + "\nLabel Set: {labels_str} \n\nText: {text} \n",
@@ -94,7 +94,7 @@ def label_descriptions_str(labels: LabelSet, lang: Lang) -> str:
     if labels.descriptions is None:
         raise ValueError("this label set has no descriptions")
     verb = DESCRIPTION_VERB[lang]
-    return "; ".join(f'{name} {verb} "{desc}"' for name, desc in zip(labels.names, labels.descriptions))
+    return "; ".join(f'{name} {verb} "{desc}"' for name, desc in zip(labels.names, labels.descriptions, strict=True))
 
 
 def format_example(example: Example, lang: Lang) -> str:

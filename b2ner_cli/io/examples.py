@@ -58,7 +58,8 @@ def load_examples(path: Path) -> list[Example]:
         examples = [example_from_record(r, f"{path}, item {i}") for i, r in enumerate(records, start=1)]
     else:
         examples = []
-        for number, line in enumerate(content.splitlines(), start=1):
+        # split on "\n" only: str.splitlines() would also break inside JSON strings at U+2028, NEL, etc.
+        for number, line in enumerate(content.split("\n"), start=1):
             if not line.strip():
                 continue
             try:

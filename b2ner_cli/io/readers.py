@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from ..errors import InputError, UsageError
-from ..labels import labels_from_json
+from ..labels import json_object_pairs, labels_from_json
 from ..prompts import LabelSet
 
 STDIN = "-"
@@ -78,7 +79,7 @@ def _format_for(name: str, options: ReadOptions, first_line: str | None) -> Lite
     if options.input_format != "auto":
         return options.input_format
     if name == display_name(STDIN):
-        # Standard input has no suffix: it is JSONL when its first line is a JSON object.
+        # Standard input has no suffix: it is JSONL when its first non-blank line is a JSON object.
         if first_line is not None and first_line.lstrip().startswith("{"):
             try:
                 return "jsonl" if isinstance(json.loads(first_line), dict) else "txt"
@@ -104,11 +105,15 @@ def _decoded_lines(stream: BinaryIO, name: str) -> Iterator[tuple[int, str]]:
 
 def _read_stream(stream: BinaryIO, name: str, options: ReadOptions) -> Iterator[Document]:
     lines = _decoded_lines(stream, name)
-    first = next(lines, None)
-    fmt = _format_for(name, options, first[1] if first else None)
-    if first is None:
+    head: list[tuple[int, str]] = []  # up to the first non-blank line, which decides stdin's format
+    for item in lines:
+        head.append(item)
+        if item[1].strip():
+            break
+    if not head:
         return
-    all_lines = _chain_first(first, lines)
+    fmt = _format_for(name, options, head[-1][1])
+    all_lines = itertools.chain(head, lines)
     if options.whole_file:
         if fmt == "jsonl":
             raise UsageError("--whole-file applies to text inputs, not JSONL.", "Drop --whole-file for JSONL inputs.")
@@ -126,17 +131,14 @@ def _read_stream(stream: BinaryIO, name: str, options: ReadOptions) -> Iterator[
             yield parse(number, line)
 
 
-def _chain_first(first: tuple[int, str], rest: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
-    yield first
-    yield from rest
-
-
 def _jsonl_document(line: str, name: str, number: int, options: ReadOptions) -> Document:
     where = f"{name}, line {number}"
     try:
-        record = json.loads(line)
+        record = json.loads(line, object_pairs_hook=json_object_pairs)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: invalid JSON ({exc.msg}).", "Each line of a JSONL file must be one JSON object.") from None
+        raise InputError(
+            f"{where}: invalid JSON ({exc.msg}).", "Each line of a JSONL file must be one JSON object."
+        ) from None
     if not isinstance(record, dict):
         raise InputError(f"{where}: expected a JSON object, found {type(record).__name__}.")
     text = record.get(options.text_field)
