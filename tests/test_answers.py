@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from spec import SPEC_ZH_LABELS as ZH
 
 from b2ner_cli.answers import ParsedAnswer, parse_answer
 
 EN = ("person", "organization", "location")
 MOVIE = ("movie genre", "year or time period", "movie title", "movie actor", "movie age rating")
-ZH = (
-    "人名",
-    "作品名->文字作品",
-    "作品名->游戏作品",
-    "作品名->影像作品",
-    "组织机构名->政府机构",
-    "组织机构名->公司",
-    "组织机构名->其它",
-    "地名",
-)
 
 
 def test_spec_published_continuation_en() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from spec import SPEC_ZH_LABELS as ZH
 
 from b2ner_cli.answers import parse_answer
 from b2ner_cli.grounding import Entity, Unmatched, flatten, ground, locate, shift
@@ -169,16 +170,6 @@ def test_ground_spec_example_en() -> None:
 
 SPEC_ZH_TEXT = (
     "暴雪中国时隔多年之后再次举办了官方比赛，而Moon在星际争霸2中发挥不是很理想，对此Infi感觉Moon是哪里出了问题呢？"
-)
-ZH = (
-    "人名",
-    "作品名->文字作品",
-    "作品名->游戏作品",
-    "作品名->影像作品",
-    "组织机构名->政府机构",
-    "组织机构名->公司",
-    "组织机构名->其它",
-    "地名",
 )
 
 

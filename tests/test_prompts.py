@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from spec import SPEC_ZH_LABELS
 
 import b2ner_cli
 from b2ner_cli.prompts import PROMPT_ID, Example, LabelSet, build_instruction, detect_lang
@@ -24,16 +25,6 @@ SPEC_ZH_LITERAL = (
     "文本: 暴雪中国时隔多年之后再次举办了官方比赛，"
     "而Moon在星际争霸2中发挥不是很理想，对此Infi感觉Moon是哪里出了问题呢？ \n"
     "答案:"
-)
-SPEC_ZH_LABELS = (
-    "人名",
-    "作品名->文字作品",
-    "作品名->游戏作品",
-    "作品名->影像作品",
-    "组织机构名->政府机构",
-    "组织机构名->公司",
-    "组织机构名->其它",
-    "地名",
 )
 SPEC_ZH_TEXT = (
     "暴雪中国时隔多年之后再次举办了官方比赛，而Moon在星际争霸2中发挥不是很理想，对此Infi感觉Moon是哪里出了问题呢？"

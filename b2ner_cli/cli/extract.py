@@ -183,9 +183,9 @@ def extract(
             "No model given.", "Pass --model DIR (a local Hugging Face model directory) or set B2NER_MODEL."
         )
     settings = ExtractSettings(
-        lang=lang.value,
+        lang=lang.value,  # type: ignore[arg-type]
         flat=flat,
-        max_chunk_tokens=max_chunk_tokens,  # type: ignore[arg-type]
+        max_chunk_tokens=max_chunk_tokens,
         batch_size=batch_size,
         batch_tokens=batch_tokens,
     )
