@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from .engine.base import Generator
 from .io.readers import Document
@@ -27,18 +28,23 @@ class Extractor:
     @classmethod
     def load(
         cls,
-        model: str,
+        model: str | None = None,
         adapter: str | None = None,
         *,
-        device: str = "auto",
         max_new_tokens: int | None = None,
         settings: ExtractSettings | None = None,
+        **load_options: Any,
     ) -> Extractor:
-        """Load a backbone (and adapter) from local directories; imports torch."""
+        """Load a model (alias, Hub repo id or directory; default ``b2ner-7b``) and its adapter; imports torch.
+
+        ``load_options`` are those of :func:`b2ner_cli.models.loading.load`: ``revision``, ``adapter_revision``,
+        ``no_adapter``, ``offline``, ``device``, ``dtype``, ``quantize``, ``max_memory``, ``merge``,
+        ``trust_remote_code``, ``quiet``, ``note``.
+        """
         from .engine.hf import DEFAULT_MAX_NEW_TOKENS, HFGenerator
         from .models.loading import load
 
-        loaded = load(model, adapter, device=device)  # type: ignore[arg-type]
+        loaded = load(model, adapter, **load_options)
         generator = HFGenerator(
             loaded.model,
             loaded.tokenizer,

@@ -240,12 +240,16 @@ def test_jsonl_record_without_labels_names_its_line(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"Error: {source}, line 2: no labels for this record.")
 
 
-def test_missing_model_is_a_usage_error(tmp_path: Path) -> None:
+def test_default_model_missing_from_cache_offline(tmp_path: Path) -> None:
+    # No --model: b2ner-7b. Tests run offline with an empty HF cache, so it must say what to run.
     source = tmp_path / "in.txt"
     source.write_text("hello\n", encoding="utf-8")
     result = run("extract", str(source), "-l", LABELS)
-    assert result.exit_code == 2
-    assert result.stderr.startswith("Error: No model given.")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: Model `b2ner-7b` (internlm/internlm2_5-7b) is not in the local cache and offline mode is on "
+        "(--offline or HF_HUB_OFFLINE).\nHint: Run `b2ner models download b2ner-7b` with network access.\n"
+    )
 
 
 def test_directory_that_is_not_a_model(tmp_path: Path) -> None:
@@ -260,7 +264,13 @@ def test_directory_that_is_not_a_model(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("which", "message"),
     [
-        ("other_shape_adapter", "Error: Adapter `{adapter}` does not fit model `{model}`: "),
+        # The other adapter was made for hidden 32 / intermediate 64. Its tensors are checked in name order, so
+        # layer 0's mlp.down_proj comes first: [64 out, 128 in] in the model, but its lora_A takes 64 inputs.
+        (
+            "other_shape_adapter",
+            "Error: Adapter `{adapter}` (its base model unknown) does not fit model `{model}`: "
+            "model.layers.0.mlp.down_proj is 64x128 in the model but the adapter expects ?x64.",
+        ),
         ("wrong_target_adapter", "Error: Adapter `{adapter}` targets modules wqkv that model `{model}` does not have."),
     ],
 )

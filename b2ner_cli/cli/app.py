@@ -6,6 +6,7 @@ import typer
 
 from .. import __version__
 from . import extract as extract_cmd
+from . import models as models_cmd
 
 app = typer.Typer(
     name="b2ner",
@@ -16,6 +17,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.command(name="extract", epilog=extract_cmd.EPILOG, no_args_is_help=True)(extract_cmd.extract)
+app.add_typer(models_cmd.app, name="models")
 
 
 def _version(value: bool) -> None:

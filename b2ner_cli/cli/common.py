@@ -68,13 +68,31 @@ ModelOption = Annotated[
         "-m",
         envvar="B2NER_MODEL",
         show_envvar=True,
-        help="Backbone: a local directory holding a Hugging Face causal LM.",
+        help="A model alias (b2ner-7b, b2ner-20b, yours), a Hub repo id, or a local directory. [default: b2ner-7b]",
     ),
 ]
 AdapterOption = Annotated[
     str | None,
-    typer.Option("--adapter", envvar="B2NER_ADAPTER", show_envvar=True, help="LoRA adapter: a local PEFT directory."),
+    typer.Option(
+        "--adapter",
+        envvar="B2NER_ADAPTER",
+        show_envvar=True,
+        help="LoRA adapter: a Hub repo id or a local PEFT directory (an alias brings its own).",
+    ),
 ]
+RevisionOption = Annotated[
+    str | None, typer.Option("--revision", help="Backbone revision on the Hub (branch, tag or commit).")
+]
+AdapterRevisionOption = Annotated[
+    str | None, typer.Option("--adapter-revision", help="Adapter revision on the Hub (branch, tag or commit).")
+]
+OfflineOption = Annotated[
+    bool,
+    typer.Option(
+        "--offline", envvar="HF_HUB_OFFLINE", show_envvar=True, help="Use the local cache only; never download."
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 OutputOption = Annotated[
     str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout (written atomically).")
 ]

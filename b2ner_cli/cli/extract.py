@@ -19,6 +19,8 @@ from ..io.examples import load_examples
 from ..io.readers import ReadOptions, check_inputs, read_documents
 from ..io.writers import JsonlWriter, write_json_atomic
 from ..labels import load_labels_file, parse_labels_arg
+from ..models.placement import parse_max_memory
+from ..models.registry import DEFAULT_MODEL
 from ..pipeline import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BATCH_TOKENS,
@@ -27,11 +29,20 @@ from ..pipeline import (
     RunStats,
     dry_run,
 )
-from ..pipeline import (
-    extract as run_pipeline,
-)
+from ..pipeline import extract as run_pipeline
 from ..prompts import PROMPT_ID, LabelSet
-from .common import AdapterOption, BatchSizeOption, ModelOption, OutputOption, QuietOption, boundary, stderr_console
+from .common import (
+    AdapterOption,
+    AdapterRevisionOption,
+    BatchSizeOption,
+    ModelOption,
+    OfflineOption,
+    OutputOption,
+    QuietOption,
+    RevisionOption,
+    boundary,
+    stderr_console,
+)
 from .render import TableRenderer
 
 DEFAULT_MAX_NEW_TOKENS = 512  # mirrors engine.hf.DEFAULT_MAX_NEW_TOKENS without importing torch
@@ -60,13 +71,27 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Quantize(str, Enum):
+    auto = "auto"
+    none = "none"
+    q8 = "8bit"
+    q4 = "4bit"
+
+
+class Dtype(str, Enum):
+    auto = "auto"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    float32 = "float32"
+
+
 EPILOG = """[bold]Examples[/]
 
-  b2ner extract notes.txt -m ./my-model -l "person,organization,location" -o notes.jsonl
+  b2ner extract notes.txt -l "person,organization,location" -o notes.jsonl
 
-  b2ner extract docs.jsonl -m ./my-model --labels-file labels.json --format table
+  b2ner extract docs.jsonl -m b2ner-20b --labels-file labels.json --format table
 
-  echo "Barack Obama visited Paris." | b2ner extract - -m ./my-model -l "person,location"
+  echo "Barack Obama visited Paris." | b2ner extract - -m ./my-model --adapter ./my-lora -l "person,location"
 
   b2ner extract examples/en.txt -l "person,location" --dry-run
 """
@@ -140,7 +165,29 @@ def extract(
             "--max-chunk-tokens", min=16, help="Longer texts are split at sentence ends into chunks of this size."
         ),
     ] = DEFAULT_CHUNK_TOKENS,
-    device: Annotated[Device, typer.Option("--device", help="auto: the GPU when there is one.")] = Device.auto,
+    revision: RevisionOption = None,
+    adapter_revision: AdapterRevisionOption = None,
+    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Run the backbone without its adapter.")] = False,
+    offline: OfflineOption = False,
+    device: Annotated[Device, typer.Option("--device", help="auto: the GPUs when there are any.")] = Device.auto,
+    dtype: Annotated[
+        Dtype, typer.Option("--dtype", help="auto: bfloat16 on GPU (float16 where unsupported), float32 on CPU.")
+    ] = Dtype.auto,
+    quantize: Annotated[
+        Quantize,
+        typer.Option("--quantize", help="auto: 4-bit NF4 only when the model does not fit in GPU memory."),
+    ] = Quantize.auto,
+    max_memory: Annotated[
+        list[str] | None,
+        typer.Option("--max-memory", help="Memory per device for spreading over GPUs, e.g. 0=20GiB (repeatable)."),
+    ] = None,
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Merge the adapter into the backbone for speed (not with 4/8-bit).")
+    ] = False,
+    trust_remote_code: Annotated[
+        bool,
+        typer.Option("--trust-remote-code", help="Run the model repo's own Python code (off by default)."),
+    ] = False,
     dry_run_: Annotated[
         bool,
         typer.Option("--dry-run", help="Print each input's prompt as JSON; loads no model (texts are not chunked)."),
@@ -178,10 +225,7 @@ def extract(
             "--format table prints to the terminal; it cannot be combined with --output.",
             "Drop -o, or use --format jsonl to write a file.",
         )
-    if model is None:
-        raise UsageError(
-            "No model given.", "Pass --model DIR (a local Hugging Face model directory) or set B2NER_MODEL."
-        )
+    memory = parse_max_memory(max_memory) if max_memory else None
     settings = ExtractSettings(
         lang=lang.value,  # type: ignore[arg-type]
         flat=flat,
@@ -193,10 +237,25 @@ def extract(
     show_progress = not quiet and err.is_terminal
     from ..api import Extractor  # imports torch lazily, through the loader
 
-    loading = f"Loading model {model}" + (f" with adapter {adapter}" if adapter else "") + " ..."
+    loading = f"Loading model {model or DEFAULT_MODEL}" + (f" with adapter {adapter}" if adapter else "") + " ..."
     with err.status(loading) if show_progress else nullcontext():
         extractor = Extractor.load(
-            model, adapter, device=device.value, max_new_tokens=max_new_tokens, settings=settings
+            model,
+            adapter,
+            max_new_tokens=max_new_tokens,
+            settings=settings,
+            revision=revision,
+            adapter_revision=adapter_revision,
+            no_adapter=no_adapter,
+            offline=offline,
+            device=device.value,
+            dtype=dtype.value,
+            quantize=quantize.value,
+            max_memory=memory,
+            merge=merge,
+            trust_remote_code=trust_remote_code,
+            quiet=quiet,
+            note=lambda line: err.print(f"Note: {line}", markup=False),
         )
     stats = RunStats()
     meta_path = meta or (Path(output).with_name(Path(output).name + ".meta.json") if output and output != "-" else None)

@@ -93,9 +93,9 @@ class HFGenerator:
 
     def describe(self) -> dict[str, object]:
         return {
-            **self.info,
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "device": str(self.device),
+            **self.info,
             "generation": {
                 "decoding": "greedy",
                 "max_new_tokens": self.max_new_tokens,

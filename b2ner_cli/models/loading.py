@@ -1,33 +1,46 @@
-"""Load a backbone (+ LoRA adapter) and its tokenizer, and wrap them in a generator."""
+"""Load a backbone (+ LoRA adapter) and its tokenizer, placed per :mod:`placement`."""
 
 from __future__ import annotations
 
+import json
 import logging
+import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 
 from ..errors import AdapterError, ModelError
-from .resolve import ModelSource, read_adapter_config, resolve_adapter, resolve_model
+from . import placement
+from .hub import looks_like_repo_id
+from .placement import DeviceChoice, DtypeChoice, Hardware, Plan, Quantize
+from .resolve import ModelSource, Resolved, read_json, resolve
 
-DeviceChoice = Literal["auto", "cpu", "cuda"]
+Note = Callable[[str], None]
 
 
 @dataclass
 class LoadedModel:
     model: Any
     tokenizer: Any
-    backbone: ModelSource
-    adapter: ModelSource | None
+    resolved: Resolved
+    plan: Plan
+    merged: bool = False
 
     def info(self) -> dict[str, object]:
+        backbone, adapter = self.resolved.backbone, self.resolved.adapter
         return {
-            "model": self.backbone.ref,
-            "model_path": str(self.backbone.path),
-            "model_revision": self.backbone.revision,
-            "adapter": self.adapter.ref if self.adapter else None,
-            "adapter_path": str(self.adapter.path) if self.adapter else None,
-            "adapter_revision": self.adapter.revision if self.adapter else None,
+            "model": backbone.ref,
+            "model_repo": backbone.repo_id,
+            "model_revision": backbone.revision,
+            "model_path": str(backbone.path),
+            "adapter": adapter.ref if adapter else None,
+            "adapter_repo": adapter.repo_id if adapter else None,
+            "adapter_revision": adapter.revision if adapter else None,
+            "adapter_path": str(adapter.path) if adapter else None,
+            "adapter_merged": self.merged,
+            **self.plan.describe(),
         }
 
 
@@ -42,57 +55,195 @@ def quiet_library_logs() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _pick_device_and_dtype(device: DeviceChoice) -> tuple[str, Any]:
+def detect_hardware() -> Hardware:
+    import psutil
     import torch
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("--device cuda was given but no CUDA GPU is visible.", "Use --device auto or --device cpu.")
-    if device in ("auto", "cuda") and torch.cuda.is_available():
-        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return "cpu", torch.float32
+    ram = int(psutil.virtual_memory().available)
+    if not torch.cuda.is_available():
+        return Hardware(cuda=False, ram_available=ram)
+    count = torch.cuda.device_count()
+    return Hardware(
+        cuda=True,
+        gpu_free=tuple(int(torch.cuda.mem_get_info(i)[0]) for i in range(count)),
+        bf16=bool(torch.cuda.is_bf16_supported()),
+        ram_available=ram,
+        gpu_names=tuple(torch.cuda.get_device_name(i) for i in range(count)),
+    )
 
 
-def load_tokenizer(source: ModelSource) -> Any:
+def load_tokenizer(source: ModelSource, path: Path | None = None, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(source.path))
+        return AutoTokenizer.from_pretrained(str(path or source.path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"Model `{source.ref}` has no usable tokenizer ({str(exc).splitlines()[0]}).",
             "The model directory needs its tokenizer files (tokenizer.json or tokenizer.model).",
         ) from None
-    return tokenizer
 
 
-def load(model_ref: str, adapter_ref: str | None = None, *, device: DeviceChoice = "auto") -> LoadedModel:
-    """Load a local causal LM directory, optionally with a PEFT LoRA adapter on top."""
-    backbone = resolve_model(model_ref)
-    adapter = resolve_adapter(adapter_ref) if adapter_ref else None
-    adapter_config = read_adapter_config(adapter) if adapter else None
+def load(
+    model: str | None = None,
+    adapter: str | None = None,
+    *,
+    revision: str | None = None,
+    adapter_revision: str | None = None,
+    no_adapter: bool = False,
+    offline: bool = False,
+    device: DeviceChoice = "auto",
+    dtype: DtypeChoice = "auto",
+    quantize: Quantize = "auto",
+    max_memory: dict[int | str, int] | None = None,
+    merge: bool = False,
+    trust_remote_code: bool = False,
+    quiet: bool = False,
+    note: Note | None = None,
+    hardware: Hardware | None = None,
+) -> LoadedModel:
+    """Resolve, check, place and load a backbone with its adapter. ``note`` receives stderr-worthy notes."""
+    note = note or (lambda _: None)
     quiet_library_logs()
-    tokenizer = load_tokenizer(backbone)
+    resolved = resolve(
+        model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter,
+        offline=offline, quiet=quiet,
+    )  # fmt: skip
+    backbone = resolved.backbone
+    config = read_json(backbone, "config.json")
+    weights_dir, adapter_dir = backbone.path, resolved.adapter.path if resolved.adapter else None
+    internlm2 = config.get("model_type") == "internlm2" and not trust_remote_code
+    if internlm2:
+        from .prepare import prepare
+
+        weights_dir, adapter_dir = prepare(backbone, resolved.adapter, note=note)
+        config = json.loads((weights_dir / "config.json").read_text(encoding="utf-8"))
+    if resolved.adapter is not None and adapter_dir is not None:
+        check_adapter_fits(resolved.adapter, adapter_dir, backbone, weights_dir, note)
+
+    params = placement.count_parameters(weights_dir, config)
+    chosen = placement.plan(
+        params, hardware or detect_hardware(), quantize=quantize, device=device, dtype=dtype,
+        max_memory=max_memory, name=f"Model `{backbone.ref}`",
+    )  # fmt: skip
+    for line in chosen.notes:
+        note(line)
+    if internlm2:
+        from .internlm2 import load_internlm2_tokenizer
+
+        tokenizer = load_internlm2_tokenizer(backbone.path)
+    else:
+        tokenizer = load_tokenizer(backbone, weights_dir, trust_remote_code)
+    loaded = _load_weights(backbone, weights_dir, chosen, trust_remote_code)
+    merged = False
+    if resolved.adapter is not None and adapter_dir is not None:
+        loaded = attach_adapter(loaded, resolved.adapter, adapter_dir, backbone)
+        if merge and chosen.quantize is None:
+            loaded, merged = loaded.merge_and_unload(), True
+        elif merge:
+            note("--merge ignored: a quantized model keeps its adapter separate.")
+    loaded.eval()
+    return LoadedModel(loaded, tokenizer, resolved, chosen, merged)
+
+
+def _load_weights(source: ModelSource, path: Path, chosen: Plan, trust_remote_code: bool) -> Any:
+    import torch
     from transformers import AutoModelForCausalLM
 
-    target, dtype = _pick_device_and_dtype(device)
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, chosen.dtype)}
+    if chosen.max_memory is not None:
+        kwargs.update(device_map="auto", max_memory=chosen.max_memory)
+    else:
+        kwargs["device_map"] = {"": 0 if chosen.device == "cuda" else "cpu"}
+    if chosen.quantize is not None:
+        kwargs["quantization_config"] = _bnb_config(chosen.quantize)
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(backbone.path), dtype=dtype)
+        return AutoModelForCausalLM.from_pretrained(str(path), trust_remote_code=trust_remote_code, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = "Check that the directory holds a complete Hugging Face model (config.json and weights)."
+        if "trust_remote_code" in message:
+            hint = "This architecture is not built into transformers; --trust-remote-code runs the repo's own code."
+        raise ModelError(f"Model `{source.ref}` could not be loaded as a causal LM ({message}).", hint) from None
+
+
+def _bnb_config(quantize: str) -> Any:
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken native library
         raise ModelError(
-            f"Model `{model_ref}` could not be loaded as a causal LM ({str(exc).splitlines()[0]}).",
-            "Check that the directory holds a complete Hugging Face model (config.json and weights).",
+            f"{quantize} loading needs bitsandbytes, which cannot run here ({str(exc).splitlines()[0]}).",
+            "pip install -U bitsandbytes (it needs a supported GPU or CPU), or use --quantize none with enough memory.",
         ) from None
-    model.to(target)  # type: ignore[arg-type]
-    if adapter is not None and adapter_config is not None:
-        model = attach_adapter(model, adapter, adapter_config, model_ref)
-    model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, backbone=backbone, adapter=adapter)
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
 
 
-def attach_adapter(model: Any, adapter: ModelSource, config: dict[str, object], model_ref: str) -> Any:
-    """PEFT LoRA on ``model``; a clear error naming both when the adapter does not fit."""
+def safetensors_shapes(files: list[Path]) -> dict[str, list[int]]:
+    """Tensor name -> shape, read from safetensors headers only."""
+    shapes: dict[str, list[int]] = {}
+    for file in files:
+        with open(file, "rb") as stream:
+            (size,) = struct.unpack("<Q", stream.read(8))
+            header = json.loads(stream.read(size))
+        shapes.update({k: list(v["shape"]) for k, v in header.items() if k != "__metadata__"})
+    return shapes
+
+
+def check_adapter_fits(
+    adapter: ModelSource, adapter_dir: Path, backbone: ModelSource, weights_dir: Path, note: Note
+) -> None:
+    """Before any weight loads: the adapter's LoRA tensors must fit the backbone's modules, shape for shape."""
+    config = read_json(ModelSource(adapter.ref, adapter_dir), "adapter_config.json")
+    trained_on = config.get("base_model_name_or_path")
+    adapter_file = adapter_dir / "adapter_model.safetensors"
+    model_files = sorted(weights_dir.glob("*.safetensors"))
+    if not adapter_file.is_file() or not model_files:
+        return  # .bin checkpoints: PEFT's own load reports a mismatch (see attach_adapter)
+    model_shapes = safetensors_shapes(model_files)
+    base = f"trained on {trained_on}" if isinstance(trained_on, str) and trained_on else "its base model unknown"
+    for key, shape in safetensors_shapes([adapter_file]).items():
+        for part, axis in ((".lora_A.", 1), (".lora_B.", 0)):
+            if part not in key:
+                continue
+            module = key.split(part)[0].removeprefix("base_model.model.")
+            weight = model_shapes.get(f"{module}.weight")
+            if weight is None:
+                raise AdapterError(
+                    f"Adapter `{adapter.ref}` ({base}) targets {module}, which model `{backbone.ref}` does not have.",
+                    "Use the adapter with the backbone it was trained on.",
+                )
+            expected = weight[1] if axis == 1 else weight[0]
+            if shape[axis] != expected:
+                raise AdapterError(
+                    f"Adapter `{adapter.ref}` ({base}) does not fit model `{backbone.ref}`: {module} is "
+                    f"{weight[0]}x{weight[1]} in the model but the adapter expects "
+                    f"{'?x' + str(shape[1]) if axis == 1 else str(shape[0]) + 'x?'}.",
+                    "Use the adapter with the backbone it was trained on.",
+                )
+    if (
+        isinstance(trained_on, str)
+        and looks_like_repo_id(trained_on)
+        and backbone.repo_id is not None
+        and trained_on != backbone.repo_id
+    ):
+        note(f"Adapter `{adapter.ref}` was trained on {trained_on}; it is being used on {backbone.repo_id}.")
+
+
+def attach_adapter(model: Any, adapter: ModelSource, adapter_dir: Path, backbone: ModelSource) -> Any:
+    """PEFT LoRA on ``model`` (left unmerged, as upstream runs it)."""
     from peft import PeftModel
 
+    config = read_json(ModelSource(adapter.ref, adapter_dir), "adapter_config.json")
     targets = config.get("target_modules")
     if isinstance(targets, str):
         targets = [targets]
@@ -101,15 +252,16 @@ def attach_adapter(model: Any, adapter: ModelSource, config: dict[str, object], 
         missing = [t for t in targets if t not in present]
         if missing:
             raise AdapterError(
-                f"Adapter `{adapter.ref}` targets modules {', '.join(missing)} that model `{model_ref}` does not have.",
+                f"Adapter `{adapter.ref}` targets modules {', '.join(missing)} "
+                f"that model `{backbone.ref}` does not have.",
                 "Use the adapter with the backbone it was trained on.",
             )
     try:
-        return PeftModel.from_pretrained(model, str(adapter.path), is_trainable=False)
+        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = next((line.strip() for line in first if "size mismatch" in line), first[0] if first else "")
+        lines = str(exc).strip().splitlines()
+        detail = next((line.strip() for line in lines if "size mismatch" in line), lines[0] if lines else "")
         raise AdapterError(
-            f"Adapter `{adapter.ref}` does not fit model `{model_ref}`: {detail}",
+            f"Adapter `{adapter.ref}` does not fit model `{backbone.ref}`: {detail}",
             "Use the adapter with the backbone it was trained on.",
         ) from None

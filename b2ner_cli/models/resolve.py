@@ -1,4 +1,4 @@
-"""Where a model or an adapter lives: today a local directory (Hub ids come with the registry)."""
+"""From what the user typed (an alias, a Hub repo id, or a directory) to local folders to load."""
 
 from __future__ import annotations
 
@@ -7,47 +7,102 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AdapterError, ModelError
+from . import hub
+from .registry import DEFAULT_MODEL, lookup
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A resolved model or adapter: the directory to load and what the user asked for."""
+    """A model or adapter on disk: what the user asked for, where it is, and the revision it came from."""
 
     ref: str
     path: Path
+    #: the resolved commit hash for Hub downloads; None for local directories.
     revision: str | None = None
+    repo_id: str | None = None
 
 
-def resolve_model(ref: str) -> ModelSource:
-    path = Path(ref).expanduser()
-    if not path.exists():
-        raise ModelError(
-            f"Model `{ref}` is not a directory on this machine.",
-            "Pass --model a local directory holding a Hugging Face causal LM (config.json, weights, tokenizer).",
+@dataclass(frozen=True)
+class Resolved:
+    backbone: ModelSource
+    adapter: ModelSource | None
+    alias: str | None = None
+
+
+def resolve(
+    model: str | None = None,
+    adapter: str | None = None,
+    *,
+    revision: str | None = None,
+    adapter_revision: str | None = None,
+    no_adapter: bool = False,
+    offline: bool = False,
+    quiet: bool = False,
+) -> Resolved:
+    """Resolve ``--model``/``--adapter`` (aliases bring their own adapter unless one is given or refused)."""
+    name = model or DEFAULT_MODEL
+    entry = lookup(name)
+    backbone_ref, adapter_ref = name, adapter
+    if entry is not None:
+        backbone_ref = entry.backbone
+        revision = revision or entry.revision
+        if adapter is None:
+            adapter_ref = entry.adapter
+            adapter_revision = adapter_revision or entry.adapter_revision
+    if no_adapter:
+        adapter_ref = None
+    backbone = locate(backbone_ref, revision, kind="model", display=name, offline=offline, quiet=quiet)
+    located_adapter = None
+    if adapter_ref is not None:
+        shown = adapter or f"{name}'s adapter"
+        located_adapter = locate(
+            adapter_ref, adapter_revision, kind="adapter", display=shown, offline=offline, quiet=quiet
         )
-    if not path.is_dir() or not (path / "config.json").is_file():
+    return Resolved(backbone, located_adapter, alias=name if entry else None)
+
+
+def locate(
+    ref: str, revision: str | None, *, kind: hub.Kind, display: str, offline: bool = False, quiet: bool = False
+) -> ModelSource:
+    path = Path(ref).expanduser()
+    if path.exists():
+        source = ModelSource(ref=display, path=path)
+    elif hub.looks_like_repo_id(ref):
+        snapshot = hub.fetch(ref, revision=revision, kind=kind, display=display, offline=offline, quiet=quiet)
+        source = ModelSource(ref=display, path=snapshot, revision=snapshot.name, repo_id=ref)
+    else:
+        error, what = (AdapterError, "Adapter") if kind == "adapter" else (ModelError, "Model")
+        raise error(
+            f"{what} `{display}` is not a directory, a model alias or a Hub repo id.",
+            "Run `b2ner models list` for the aliases, or pass a directory or an id like org/name.",
+        )
+    return check_adapter_dir(source) if kind == "adapter" else check_model_dir(source)
+
+
+def check_model_dir(source: ModelSource) -> ModelSource:
+    if not source.path.is_dir() or not (source.path / "config.json").is_file():
         raise ModelError(
-            f"Model `{ref}` is not a model directory: it has no config.json.",
+            f"Model `{source.ref}` is not a model directory: it has no config.json.",
             "Pass the directory that save_pretrained() wrote, with config.json, weights and tokenizer files.",
         )
-    return ModelSource(ref=ref, path=path)
+    return source
 
 
-def resolve_adapter(ref: str) -> ModelSource:
-    path = Path(ref).expanduser()
-    if not path.is_dir() or not (path / "adapter_config.json").is_file():
+def check_adapter_dir(source: ModelSource) -> ModelSource:
+    if not source.path.is_dir() or not (source.path / "adapter_config.json").is_file():
         raise AdapterError(
-            f"Adapter `{ref}` is not a PEFT adapter directory: it has no adapter_config.json.",
+            f"Adapter `{source.ref}` is not a PEFT adapter directory: it has no adapter_config.json.",
             "Pass --adapter the directory that a PEFT save_pretrained() wrote.",
         )
-    return ModelSource(ref=ref, path=path)
+    return source
 
 
-def read_adapter_config(source: ModelSource) -> dict[str, object]:
+def read_json(source: ModelSource, name: str) -> dict[str, object]:
+    error = AdapterError if name == "adapter_config.json" else ModelError
     try:
-        config = json.loads((source.path / "adapter_config.json").read_text(encoding="utf-8"))
+        config = json.loads((source.path / name).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AdapterError(f"Adapter `{source.ref}` has an unreadable adapter_config.json ({exc}).") from None
+        raise error(f"`{source.ref}` has an unreadable {name} ({exc}).") from None
     if not isinstance(config, dict):
-        raise AdapterError(f"Adapter `{source.ref}` has an adapter_config.json that is not a JSON object.")
+        raise error(f"`{source.ref}` has a {name} that is not a JSON object.")
     return config
