@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,17 +16,14 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 INTERNLM2_FIXTURE = SHARED / "fixtures" / "internlm2-tiny"
 
 
-# Offline, always: set before any test module imports huggingface_hub (it reads these at import).
+# Offline, always, with private caches: set before any test imports huggingface_hub (it reads these at import).
+_HOME = Path(tempfile.mkdtemp(prefix="b2ner-tests-"))
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.pop("B2NER_MODEL", None)
-os.environ.pop("B2NER_ADAPTER", None)
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _private_homes(tmp_path_factory: pytest.TempPathFactory) -> None:
-    home = tmp_path_factory.mktemp("home")
-    os.environ["HF_HOME"] = str(home / "hf")
-    os.environ["B2NER_HOME"] = str(home / "b2ner")
+os.environ["HF_HOME"] = str(_HOME / "hf")
+os.environ["B2NER_HOME"] = str(_HOME / "b2ner")
+for _name in ("B2NER_MODEL", "B2NER_ADAPTER", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN"):
+    os.environ.pop(_name, None)
 
 
 # What the taught adapter answers (spec grammar: leading space, "label: mention; ...").

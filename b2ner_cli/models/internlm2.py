@@ -18,8 +18,11 @@ is only imported when an InternLM2 model is actually loaded.
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,7 +199,7 @@ def convert_tensor(key: str, tensor: torch.Tensor, layout: QKVLayout) -> list[tu
         prefix = f"model.layers.{layer}"
         if module == "attention.wqkv":
             parts = split_wqkv(tensor, layout)
-            return [(f"{prefix}.self_attn.{name}.{kind}", part) for name, part in zip(_QKV, parts)]
+            return [(f"{prefix}.self_attn.{name}.{kind}", part) for name, part in zip(_QKV, parts, strict=True)]
         if module in _LAYER_MODULES:
             return [(f"{prefix}.{_LAYER_MODULES[module]}.{kind}", tensor)]
     raise ModelError(f"Unexpected tensor `{key}` in an InternLM2 checkpoint.")
@@ -294,38 +297,28 @@ def generation_config(path: Path, config: Mapping[str, Any]) -> GenerationConfig
     )
 
 
-def checkpoint_dtype(config: Mapping[str, Any]) -> torch.dtype | None:
-    """The dtype the checkpoint's weights are stored in, from ``torch_dtype`` (or ``dtype``) in config.json."""
-    name = config.get("torch_dtype") or config.get("dtype")
-    value = getattr(torch, str(name), None) if name else None
-    return value if isinstance(value, torch.dtype) else None
-
-
-def _round_rope_frequencies(model: LlamaForCausalLM, config: Mapping[str, Any]) -> None:
-    """Round the RoPE inverse frequencies to the checkpoint's half-precision dtype, as the reference stack does.
-
-    Loading the Hub code in the checkpoint's dtype (bf16 for InternLM2/2.5) casts its ``inv_freq`` buffer to that
-    dtype too, and it is then used as stored, also when the model computes in float32 (``expected.json`` of the
-    conformance fixture shows it: the last-position logits agree to 1e-6 with rounded frequencies and differ by
-    2e-3 without). The published adapters were trained and evaluated that way, so b2ner uses the same angles.
-    Frequencies that dynamic scaling recomputes above ``max_position_embeddings`` stay in float32 in both.
-    """
-    stored = checkpoint_dtype(config)
-    if stored is None or stored not in (torch.bfloat16, torch.float16):
-        return
+def _round_rope_frequencies(model: LlamaForCausalLM, dtype: torch.dtype) -> None:
+    """Round the RoPE inverse frequencies to ``dtype`` (they stay stored, and used, in float32)."""
     rotary = model.model.rotary_emb
     for name in ("inv_freq", "original_inv_freq"):
         buffer = getattr(rotary, name, None)
         if isinstance(buffer, torch.Tensor):
-            buffer.copy_(buffer.to(stored).to(buffer.dtype))
+            buffer.copy_(buffer.to(dtype).to(buffer.dtype))
 
 
-def load_internlm2_model(path: Path, dtype: torch.dtype, device: str = "cpu") -> LlamaForCausalLM:
+def load_internlm2_model(
+    path: Path, dtype: torch.dtype, device: str = "cpu", *, rope_rounding: torch.dtype | None = None
+) -> LlamaForCausalLM:
     """An InternLM2 checkpoint directory as a :class:`LlamaForCausalLM` in ``dtype`` on ``device``, in eval mode.
 
     The model is created without memory (parameters on the meta device), then each checkpoint tensor is read,
     renamed (``wqkv`` split), converted to ``dtype``, moved to ``device`` and put in place before the next one is
     read, so peak CPU memory stays near one copy of the model plus one tensor.
+
+    RoPE frequencies are float32, as in the reference code loaded in float32 (the conformance fixture's reference
+    for backbone + adapter). ``rope_rounding=torch.bfloat16`` rounds them to bf16 first, as the reference code does
+    when a loading path casts its ``inv_freq`` buffer to the checkpoint's dtype (the fixture's backbone-only
+    reference was computed that way: its logits differ from float32 frequencies by about 2e-3).
     """
     raw = read_config(path)
     config = llama_config(raw)
@@ -343,8 +336,9 @@ def load_internlm2_model(path: Path, dtype: torch.dtype, device: str = "cpu") ->
             f"The InternLM2 checkpoint in {path} lacks {len(pending)} tensors (e.g. `{min(pending)}`).",
             "The download is incomplete; download the model again.",
         )
-    _round_rope_frequencies(model, raw)
-    model.to(device)  # the rotary buffers
+    if rope_rounding is not None:
+        _round_rope_frequencies(model, rope_rounding)
+    torch.nn.Module.to(model, torch.device(device))  # the rotary buffers (the parameters are there already)
     model.config.dtype = dtype
     model.generation_config = generation_config(path, raw)
     model.eval()
@@ -415,6 +409,25 @@ def _token_text(value: Any, default: str) -> str:
     return default
 
 
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Keep C++ log lines off stderr: SentencePiece warns about InternLM2's NUL piece (id 354) on every load."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 at all
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def load_internlm2_tokenizer(path: Path) -> InternLM2Tokenizer:
     """The tokenizer of an InternLM2 model directory, built from its ``tokenizer.model`` (pad = ``</s>``)."""
     model_file = path / "tokenizer.model"
@@ -433,13 +446,14 @@ def load_internlm2_tokenizer(path: Path) -> InternLM2Tokenizer:
         settings = loaded if isinstance(loaded, dict) else {}
     eos = _token_text(settings.get("eos_token"), "</s>")
     try:
-        return InternLM2Tokenizer(
-            vocab_file=str(model_file),
-            unk_token=_token_text(settings.get("unk_token"), "<unk>"),
-            bos_token=_token_text(settings.get("bos_token"), "<s>"),
-            eos_token=eos,
-            pad_token=_token_text(settings.get("pad_token"), eos),
-        )
+        with _native_stderr_silenced():
+            return InternLM2Tokenizer(
+                vocab_file=str(model_file),
+                unk_token=_token_text(settings.get("unk_token"), "<unk>"),
+                bos_token=_token_text(settings.get("bos_token"), "<s>"),
+                eos_token=eos,
+                pad_token=_token_text(settings.get("pad_token"), eos),
+            )
     except (OSError, RuntimeError) as exc:
         raise ModelError(f"Model directory {path} has an unreadable tokenizer.model ({exc}).") from None
 
@@ -555,7 +569,7 @@ def convert_wqkv_lora(adapter_dir: Path, config: Mapping[str, Any], out_dir: Pat
                 parts = split_wqkv(tensor, layout)
             else:
                 raise AdapterError(f"Adapter tensor `{key}` is not a LoRA A or B matrix; it cannot be converted.")
-            for module, part in zip(modules, parts):
+            for module, part in zip(modules, parts, strict=True):
                 converted[f"{prefix}{module}.{rest}"] = part.contiguous()
         else:
             converted[f"{prefix}{modules[0]}.{rest}"] = tensor.contiguous()
