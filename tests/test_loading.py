@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TAUGHT
 from typer.testing import CliRunner
 
 from b2ner_cli.cli.app import app
 from b2ner_cli.errors import ModelError
-from conftest import TAUGHT
 
 pytestmark = pytest.mark.model
 
