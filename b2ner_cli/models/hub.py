@@ -61,8 +61,12 @@ def fetch(
     display: str | None = None,
     offline: bool = False,
     quiet: bool = False,
+    with_code: bool = False,
 ) -> Path:
-    """The local snapshot folder of ``repo_id`` at ``revision``, downloading what is missing."""
+    """The local snapshot folder of ``repo_id`` at ``revision``, downloading what is missing.
+
+    ``with_code`` also fetches the repo's Python files, for an explicit --trust-remote-code.
+    """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -78,6 +82,8 @@ def fetch(
         patterns = ADAPTER_FILES
     else:
         patterns = CONFIG_FILES + (SAFETENSORS + PYTORCH_BIN if offline else _weight_patterns(repo_id, revision))
+        if with_code:
+            patterns = [*patterns, "*.py"]
     what = "Adapter" if kind == "adapter" else "Model"
     at = f" at revision {revision}" if revision else ""
     if quiet:

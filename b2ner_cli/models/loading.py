@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +12,7 @@ from typing import Any
 from ..errors import AdapterError, ModelError
 from . import placement
 from .hub import looks_like_repo_id
-from .placement import DeviceChoice, DtypeChoice, Hardware, Plan, Quantize
+from .placement import DeviceChoice, DtypeChoice, Hardware, Plan, Quantize, safetensors_shapes
 from .resolve import ModelSource, Resolved, read_json, resolve
 
 Note = Callable[[str], None]
@@ -107,27 +105,26 @@ def load(
     quiet_library_logs()
     resolved = resolve(
         model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter,
-        offline=offline, quiet=quiet,
+        offline=offline, quiet=quiet, trust_remote_code=trust_remote_code,
     )  # fmt: skip
     backbone = resolved.backbone
     config = read_json(backbone, "config.json")
-    weights_dir, adapter_dir = backbone.path, resolved.adapter.path if resolved.adapter else None
-    internlm2 = config.get("model_type") == "internlm2" and not trust_remote_code
-    if internlm2:
-        from .prepare import prepare
-
-        weights_dir, adapter_dir = prepare(backbone, resolved.adapter, note=note)
-        config = json.loads((weights_dir / "config.json").read_text(encoding="utf-8"))
-    if resolved.adapter is not None and adapter_dir is not None:
-        check_adapter_fits(resolved.adapter, adapter_dir, backbone, weights_dir, note)
-
-    params = placement.count_parameters(weights_dir, config)
+    # Plan first (from safetensors headers or the config): refuse before any conversion or weight read.
+    params = placement.count_parameters(backbone.path, config)
     chosen = placement.plan(
         params, hardware or detect_hardware(), quantize=quantize, device=device, dtype=dtype,
         max_memory=max_memory, name=f"Model `{backbone.ref}`",
     )  # fmt: skip
     for line in chosen.notes:
         note(line)
+    weights_dir, adapter_dir = backbone.path, resolved.adapter.path if resolved.adapter else None
+    internlm2 = config.get("model_type") == "internlm2" and not trust_remote_code
+    if internlm2:
+        from .prepare import prepare
+
+        weights_dir, adapter_dir = prepare(backbone, resolved.adapter, note=note)
+    if resolved.adapter is not None and adapter_dir is not None:
+        check_adapter_fits(resolved.adapter, adapter_dir, backbone, weights_dir, note)
     if internlm2:
         from .internlm2 import load_internlm2_tokenizer
 
@@ -186,17 +183,6 @@ def _bnb_config(quantize: str) -> Any:
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
     )
-
-
-def safetensors_shapes(files: list[Path]) -> dict[str, list[int]]:
-    """Tensor name -> shape, read from safetensors headers only."""
-    shapes: dict[str, list[int]] = {}
-    for file in files:
-        with open(file, "rb") as stream:
-            (size,) = struct.unpack("<Q", stream.read(8))
-            header = json.loads(stream.read(size))
-        shapes.update({k: list(v["shape"]) for k, v in header.items() if k != "__metadata__"})
-    return shapes
 
 
 def check_adapter_fits(

@@ -194,24 +194,27 @@ def count_parameters(model_dir: Path, config: dict[str, object]) -> ParamCount:
     files = sorted(model_dir.glob("*.safetensors"))
     if files:
         linear = other = 0
-        for file in files:
-            for tensor_name, shape in _safetensors_shapes(file):
-                n = 1
-                for d in shape:
-                    n *= d
-                if len(shape) == 2 and not any(k in tensor_name for k in _NOT_QUANTIZED):
-                    linear += n
-                else:
-                    other += n
+        for tensor_name, shape in safetensors_shapes(files).items():
+            n = 1
+            for d in shape:
+                n *= d
+            if len(shape) == 2 and not any(k in tensor_name for k in _NOT_QUANTIZED):
+                linear += n
+            else:
+                other += n
         return ParamCount(linear, other)
     return _estimate_from_config(config)
 
 
-def _safetensors_shapes(file: Path) -> list[tuple[str, list[int]]]:
-    with open(file, "rb") as stream:
-        (size,) = struct.unpack("<Q", stream.read(8))
-        header = json.loads(stream.read(size))
-    return [(k, list(v["shape"])) for k, v in header.items() if k != "__metadata__"]
+def safetensors_shapes(files: Sequence[Path]) -> dict[str, list[int]]:
+    """Tensor name -> shape, from safetensors headers only (no weight is read)."""
+    shapes: dict[str, list[int]] = {}
+    for file in files:
+        with open(file, "rb") as stream:
+            (size,) = struct.unpack("<Q", stream.read(8))
+            header = json.loads(stream.read(size))
+        shapes.update({k: list(v["shape"]) for k, v in header.items() if k != "__metadata__"})
+    return shapes
 
 
 def _estimate_from_config(config: dict[str, object]) -> ParamCount:

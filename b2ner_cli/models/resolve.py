@@ -38,6 +38,7 @@ def resolve(
     no_adapter: bool = False,
     offline: bool = False,
     quiet: bool = False,
+    trust_remote_code: bool = False,
 ) -> Resolved:
     """Resolve ``--model``/``--adapter`` (aliases bring their own adapter unless one is given or refused)."""
     name = model or DEFAULT_MODEL
@@ -51,7 +52,9 @@ def resolve(
             adapter_revision = adapter_revision or entry.adapter_revision
     if no_adapter:
         adapter_ref = None
-    backbone = locate(backbone_ref, revision, kind="model", display=name, offline=offline, quiet=quiet)
+    backbone = locate(
+        backbone_ref, revision, kind="model", display=name, offline=offline, quiet=quiet, with_code=trust_remote_code
+    )
     located_adapter = None
     if adapter_ref is not None:
         shown = adapter or f"{name}'s adapter"
@@ -62,13 +65,22 @@ def resolve(
 
 
 def locate(
-    ref: str, revision: str | None, *, kind: hub.Kind, display: str, offline: bool = False, quiet: bool = False
+    ref: str,
+    revision: str | None,
+    *,
+    kind: hub.Kind,
+    display: str,
+    offline: bool = False,
+    quiet: bool = False,
+    with_code: bool = False,
 ) -> ModelSource:
     path = Path(ref).expanduser()
     if path.exists():
         source = ModelSource(ref=display, path=path)
     elif hub.looks_like_repo_id(ref):
-        snapshot = hub.fetch(ref, revision=revision, kind=kind, display=display, offline=offline, quiet=quiet)
+        snapshot = hub.fetch(
+            ref, revision=revision, kind=kind, display=display, offline=offline, quiet=quiet, with_code=with_code
+        )
         source = ModelSource(ref=display, path=snapshot, revision=snapshot.name, repo_id=ref)
     else:
         error, what = (AdapterError, "Adapter") if kind == "adapter" else (ModelError, "Model")
