@@ -35,6 +35,8 @@ def list_(as_json: JsonOption = False) -> None:
         typer.echo(json.dumps([s.to_dict() for s in statuses], ensure_ascii=False, indent=2))
         return
     table = Table("alias", "backbone", "adapter", "cached", "size", "description")
+    for column in table.columns[1:3]:
+        column.overflow = "fold"
     for status in statuses:
         parts = [status.backbone] + ([status.adapter] if status.adapter else [])
         cached = "yes" if all(p.present for p in parts) else ("partly" if any(p.present for p in parts) else "no")

@@ -39,14 +39,14 @@ BUILTIN: dict[str, ModelEntry] = {
             "b2ner-7b",
             backbone="internlm/internlm2_5-7b",
             adapter="Umean/B2NER-Internlm2.5-7B-LoRA",
-            description="B2NER LoRA on InternLM2.5-7B (default; ~15.5 GB bf16, ~5 GB in 4-bit)",
+            description="default; ~15 GB in bf16, ~5 GB in 4-bit",
             builtin=True,
         ),
         ModelEntry(
             "b2ner-20b",
             backbone="internlm/internlm2-20b",
             adapter="Umean/B2NER-Internlm2-20B-LoRA",
-            description="B2NER LoRA on InternLM2-20B (~40 GB bf16, ~12 GB in 4-bit)",
+            description="~40 GB in bf16, ~12 GB in 4-bit",
             builtin=True,
         ),
     )
