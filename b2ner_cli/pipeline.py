@@ -51,6 +51,18 @@ class Record:
     #: the model's answer as generated (chunk answers joined with "; " for long documents).
     raw: str
 
+    def relabeled(self, mapping: dict[str, str]) -> Record:
+        """The same record with labels renamed (e.g. canonical names back to the user's own tags)."""
+        if not mapping:
+            return self
+        return Record(
+            self.id,
+            self.text,
+            [Entity(e.start, e.end, e.text, mapping.get(e.label, e.label)) for e in self.entities],
+            [Unmatched(u.text, mapping.get(u.label, u.label)) for u in self.unmatched],
+            self.raw,
+        )
+
     def to_dict(self, keep_raw: bool = False) -> dict[str, object]:
         record: dict[str, object] = {
             "id": self.id,

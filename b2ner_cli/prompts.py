@@ -77,12 +77,17 @@ def is_han(char: str) -> bool:
     )
 
 
+def has_han(text: str) -> bool:
+    """True when the text contains a CJK ideograph."""
+    return any(is_han(c) for c in text)
+
+
 def detect_lang(labels: Sequence[str]) -> Lang:
     """``zh`` when the label names are Chinese (at least half contain Han characters), else ``en``.
 
     Upstream chose the template by label set, not by text: English for every non-Chinese set.
     """
-    chinese = sum(1 for name in labels if any(is_han(c) for c in name))
+    chinese = sum(1 for name in labels if has_han(name))
     return "zh" if labels and 2 * chinese >= len(labels) else "en"
 
 

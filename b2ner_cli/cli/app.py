@@ -7,6 +7,7 @@ import typer
 from .. import __version__
 from . import extract as extract_cmd
 from . import models as models_cmd
+from . import taxonomy as taxonomy_cmd
 
 app = typer.Typer(
     name="b2ner",
@@ -18,6 +19,7 @@ app = typer.Typer(
 )
 app.command(name="extract", epilog=extract_cmd.EPILOG, no_args_is_help=True)(extract_cmd.extract)
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(taxonomy_cmd.app, name="taxonomy")
 
 
 def _version(value: bool) -> None:

@@ -28,6 +28,7 @@ from ..pipeline import (
     ExtractSettings,
     RunStats,
     dry_run,
+    resolve_lang,
 )
 from ..pipeline import extract as run_pipeline
 from ..prompts import PROMPT_ID, LabelSet
@@ -97,14 +98,50 @@ EPILOG = """[bold]Examples[/]
 """
 
 
-def _label_set(labels: str | None, labels_file: Path | None) -> LabelSet | None:
-    if labels is not None and labels_file is not None:
-        raise UsageError("Give either --labels or --labels-file, not both.")
+def _label_set(labels: str | None, labels_file: Path | None, from_dataset: str | None, lang: Lang) -> LabelSet | None:
+    if sum(x is not None for x in (labels, labels_file, from_dataset)) > 1:
+        raise UsageError("Give only one of --labels, --labels-file and --labels-from-dataset.")
     if labels is not None:
         return parse_labels_arg(labels)
     if labels_file is not None:
         return load_labels_file(labels_file)
+    if from_dataset is not None:
+        from ..taxonomy.data import load
+        from ..taxonomy.suggest import dataset_labels
+
+        names = dataset_labels(from_dataset, None if lang is Lang.auto else lang.value)
+        if names is None:
+            known = ", ".join(sorted(load().datasets))
+            raise UsageError(f'No dataset "{from_dataset}" in the taxonomy.', f"Known datasets: {known}.")
+        return LabelSet(tuple(names))
     return None
+
+
+def _advise(label_set: LabelSet, lang: Lang, map_labels: bool, quiet: bool) -> tuple[LabelSet, dict[str, str]]:
+    """Flag raw tags (PER, B-ORG) with the canonical names B2NER works better with; apply them with --map-labels."""
+    if label_set.descriptions is not None:
+        return label_set, {}
+    from ..taxonomy.suggest import advise
+
+    advice = advise(label_set.names, resolve_lang(lang.value, label_set))  # type: ignore[arg-type]
+    if not advice.flagged:
+        return label_set, {}
+    err = stderr_console()
+    pairs = ", ".join(f"{s.raw} -> {s.name(resolve_lang(lang.value, label_set))}" for s in advice.flagged)  # type: ignore[arg-type]
+    if map_labels:
+        if not quiet:
+            err.print(
+                f"Note: prompting with canonical names ({pairs}); your labels are kept in the output.", markup=False
+            )
+        return LabelSet(tuple(advice.names)), advice.back
+    if not quiet:
+        err.print(
+            f"Note: some labels look like raw dataset tags ({pairs}). B2NER works better with descriptive names: "
+            f'--labels "{",".join(advice.names)}", or add --map-labels to prompt with them and keep your tags '
+            "in the output.",
+            markup=False,
+        )
+    return label_set, {}
 
 
 @boundary
@@ -121,6 +158,20 @@ def extract(
             "(selects the with-description prompt).",
         ),
     ] = None,
+    labels_from_dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--labels-from-dataset",
+            help="Use a public dataset's label set in canonical names (see `b2ner taxonomy list --dataset`).",
+        ),
+    ] = None,
+    map_labels: Annotated[
+        bool,
+        typer.Option(
+            "--map-labels",
+            help="Prompt with canonical names for raw tags such as PER or B-ORG; write your tags in the output.",
+        ),
+    ] = False,
     examples: Annotated[
         Path | None,
         typer.Option("--examples", help='Few-shot examples, JSONL of {"text", "answer"} or {"text", "entities"}.'),
@@ -196,7 +247,10 @@ def extract(
 ) -> None:
     """Extract entities with character offsets from text files, JSONL or stdin."""
     check_inputs(inputs)
-    label_set = _label_set(labels, labels_file)
+    label_set = _label_set(labels, labels_file, labels_from_dataset, lang)
+    back: dict[str, str] = {}
+    if label_set is not None and labels_from_dataset is None:
+        label_set, back = _advise(label_set, lang, map_labels, quiet)
     few_shot = load_examples(examples) if examples is not None else []
     read_options = ReadOptions(
         text_field=text_field,
@@ -206,7 +260,10 @@ def extract(
         input_format=input_format.value,  # type: ignore[arg-type]
     )
     if label_set is None and all(_is_text_input(p, read_options) for p in inputs):
-        raise UsageError("No labels given.", 'Pass --labels "person,organization,location" or --labels-file FILE.')
+        raise UsageError(
+            "No labels given.",
+            'Pass --labels "person,organization,location", --labels-file FILE or --labels-from-dataset NAME.',
+        )
     if label_set is not None and label_set.descriptions is not None and few_shot:
         raise UsageError(
             "Few-shot examples cannot be combined with label descriptions.",
@@ -294,7 +351,8 @@ def extract(
     try:
         with progress:
             task = progress.add_task("extract", total=None, rate=0.0, entities=0)
-            for record in run_pipeline(documents, extractor.generator, label_set, few_shot, settings, stats):
+            for result in run_pipeline(documents, extractor.generator, label_set, few_shot, settings, stats):
+                record = result.relabeled(back)
                 if table is not None:
                     table.render(record)
                 else:

@@ -1,0 +1,1 @@
+"""The bundled universal entity taxonomy (data only; read through ``b2ner_cli.taxonomy``)."""
