@@ -93,8 +93,13 @@ class Taxonomy:
         return chain[::-1]
 
     def dataset(self, name: str) -> Dataset | None:
-        key = name.strip().lower().replace("_", "-")
-        return next((d for d in self.datasets.values() if key in (d.name, d.title.lower())), None)
+        """By name or title, ignoring case and punctuation (``CoNLL-2003``, ``conll2003``, ``ncbi_disease``)."""
+        key = _squash(name)
+        return next((d for d in self.datasets.values() if key in (_squash(d.name), _squash(d.title))), None)
+
+
+def _squash(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum())
 
 
 class TaxonomyError(B2nerError):
