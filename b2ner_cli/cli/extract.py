@@ -123,11 +123,12 @@ def _advise(label_set: LabelSet, lang: Lang, map_labels: bool, quiet: bool) -> t
         return label_set, {}
     from ..taxonomy.suggest import advise
 
-    advice = advise(label_set.names, resolve_lang(lang.value, label_set))  # type: ignore[arg-type]
+    language = resolve_lang(lang.value, label_set)  # type: ignore[arg-type]
+    advice = advise(label_set.names, language)
     if not advice.flagged:
         return label_set, {}
     err = stderr_console()
-    pairs = ", ".join(f"{s.raw} -> {s.name(resolve_lang(lang.value, label_set))}" for s in advice.flagged)  # type: ignore[arg-type]
+    pairs = ", ".join(f"{s.raw} -> {s.name(language)}" for s in advice.flagged)
     if map_labels:
         if not quiet:
             err.print(
