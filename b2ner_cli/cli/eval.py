@@ -1,0 +1,218 @@
+"""``b2ner eval``: score predictions against gold with the published B2NER metric and strict spans."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .. import __version__
+from ..errors import UsageError
+from ..evaluation.readers import is_upstream_predictions, read_gold, read_predictions, read_upstream
+from ..evaluation.records import GoldRecord, PredRecord, Span
+from ..evaluation.report import Report, evaluate, evaluate_upstream
+from ..io.writers import JsonlWriter
+from .common import (
+    AdapterOption,
+    BatchSizeOption,
+    JsonOption,
+    ModelOption,
+    OfflineOption,
+    QuietOption,
+    boundary,
+    stderr_console,
+)
+
+EPILOG = """[bold]Examples[/]
+
+  b2ner eval gold.jsonl predictions.jsonl
+
+  b2ner eval predict_eval_predictions.jsonl --json
+
+  b2ner eval data/NER_en/mit-movie/test.json -m b2ner-7b -o mit-movie.predictions.jsonl
+
+  b2ner eval gold.conll predictions.jsonl --by-label --bootstrap 1000
+"""
+
+METRICS = {
+    "b2ner": "upstream B2NER metric: normalised 'label:mention' strings compared as sets per sentence, micro per "
+    "dataset; averages are unweighted means of dataset F1 per language (math-junior and CAIL2022 left out)",
+    "strict": "exact (start, end, label) matches, micro per dataset; macro_f1 averages the per-label F1",
+}
+
+
+class GoldFormat(str, Enum):
+    auto = "auto"
+    jsonl = "jsonl"
+    b2nerd = "b2nerd"
+    conll = "conll"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _with_ci(f1: float | None, ci: tuple[float, float] | None) -> str:
+    text = _pct(f1)
+    return f"{text} [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else text
+
+
+@boundary
+def eval_(
+    gold: Annotated[
+        Path,
+        typer.Argument(
+            help="Gold: our JSONL, a B2NERD split file or folder, CoNLL columns, "
+            "or an upstream predictions file (given alone)."
+        ),
+    ],
+    predictions: Annotated[
+        Path | None, typer.Argument(help="Predictions: the JSONL that `b2ner extract` writes (matched by id).")
+    ] = None,
+    gold_format: Annotated[GoldFormat, typer.Option("--format", help="Format of the gold file.")] = GoldFormat.auto,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset name for a gold file without a dataset field.")
+    ] = None,
+    model: ModelOption = None,
+    adapter: AdapterOption = None,
+    offline: OfflineOption = False,
+    batch_size: BatchSizeOption = 32,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="With --model: where to write the predictions (default GOLD.predictions.jsonl)."
+        ),
+    ] = None,
+    by_label: Annotated[bool, typer.Option("--by-label", help="Also show per-label strict scores.")] = False,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", min=0, help="95% confidence intervals of F1 from N resamples of sentences.")
+    ] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for --bootstrap.")] = 0,
+    errors: Annotated[
+        Path | None, typer.Option("--errors", help="Write false positives and negatives per sentence as JSONL here.")
+    ] = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Score predictions against gold: the published B2NER metric and strict span matching, side by side."""
+    meta: dict[str, object] = {"b2ner_version": __version__, "gold": str(gold), "metrics": METRICS}
+    if gold.suffix in (".jsonl", ".ndjson") and gold.is_file() and is_upstream_predictions(gold):
+        if predictions is not None:
+            raise UsageError(
+                f"{gold} is an upstream predictions file: it already holds gold and predictions.",
+                "Give it alone: b2ner eval predict_eval_predictions.jsonl",
+            )
+        report = evaluate_upstream(read_upstream(gold), bootstrap=bootstrap, seed=seed)
+        meta["predictions"] = str(gold)
+    else:
+        records = read_gold(gold, gold_format.value, dataset)  # type: ignore[arg-type]
+        if predictions is not None:  # a predictions file wins over --model (which B2NER_MODEL may set)
+            predicted = read_predictions(predictions)
+            meta["predictions"] = str(predictions)
+        elif model is not None or adapter is not None:
+            target = output or Path(gold.name + ".predictions.jsonl")
+            predicted = _run_model(records, model, adapter, offline, batch_size, target, quiet)
+            meta["predictions"] = str(target)
+        else:
+            raise UsageError(
+                "No predictions given.",
+                "Pass the JSONL from `b2ner extract` as a second argument, or --model to run extraction first.",
+            )
+        report = evaluate(records, predicted, bootstrap=bootstrap, seed=seed)
+    if bootstrap:
+        meta.update(bootstrap=bootstrap, seed=seed)
+    report.meta = meta
+    if errors is not None:
+        with JsonlWriter(errors) as writer:
+            for item in report.errors:
+                writer.write(item)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        return
+    _render(report, by_label)
+
+
+def _run_model(
+    records: list[GoldRecord],
+    model: str | None,
+    adapter: str | None,
+    offline: bool,
+    batch_size: int,
+    target: Path,
+    quiet: bool,
+) -> dict[str, PredRecord]:
+    """Extract on the gold texts with their gold label sets; write the predictions; return them by id."""
+    from ..api import Extractor
+    from ..io.readers import Document
+    from ..pipeline import ExtractSettings
+    from ..prompts import LabelSet
+
+    per_dataset: dict[str, list[str]] = {}
+    for record in records:
+        names = per_dataset.setdefault(record.dataset, [])
+        names.extend(label for label in (record.labels or [s.label for s in record.spans]) if label not in names)
+    documents = [
+        Document(record.id, record.text, LabelSet(tuple(record.labels or per_dataset[record.dataset])), record.source)
+        for record in records
+    ]
+    err = stderr_console()
+    if not quiet:
+        err.print(f"Running extraction on {len(documents)} gold sentences ...", markup=False)
+    extractor = Extractor.load(
+        model, adapter, offline=offline, quiet=quiet, settings=ExtractSettings(batch_size=batch_size),
+        note=lambda line: err.print(f"Note: {line}", markup=False),
+    )  # fmt: skip
+    predicted: dict[str, PredRecord] = {}
+    with JsonlWriter(target) as writer:
+        for result in extractor.iter_extract(documents):
+            writer.write(result.to_dict(keep_raw=True))
+            spans = tuple(Span(e.start, e.end, e.label, e.text) for e in result.entities)
+            predicted[result.id] = PredRecord(result.id, spans, result.raw, len(result.unmatched), str(target))
+    if not quiet:
+        err.print(f"Predictions written to {target}", markup=False)
+    return predicted
+
+
+def _render(report: Report, by_label: bool) -> None:
+    console = Console(highlight=False)
+    table = Table(
+        title="Scores (x100)",
+        caption="b2ner: the published metric (normalised mention strings, as in the paper); "
+        "strict: exact character spans and labels",
+    )
+    for column in ("dataset", "lang", "n", "metric", "P", "R", "F1", "macro F1"):
+        table.add_column(column, justify="right" if column in ("n", "P", "R", "F1", "macro F1") else "left")
+    for d in report.datasets:
+        b, s = d.b2ner, d.strict
+        table.add_row(d.name, d.language, str(d.sentences), "b2ner", _pct(b.precision), _pct(b.recall),
+                      _with_ci(b.f1, d.b2ner_ci), "")  # fmt: skip
+        strict_f1 = _with_ci(s.f1 if s else None, d.strict_ci)
+        table.add_row("", "", "", "strict", _pct(s.precision if s else None), _pct(s.recall if s else None),
+                      strict_f1, _pct(d.strict_macro_f1), end_section=True)  # fmt: skip
+    averages = report.averages()
+    for language, f1 in averages["b2ner_f1"].items():  # type: ignore[attr-defined]
+        table.add_row("average", language, "", "b2ner", "", "", _pct(f1), "", style="bold")
+        table.add_row("", "", "", "strict", "", "", _pct(averages["strict_f1"].get(language)), "", style="bold")  # type: ignore[attr-defined]
+    console.print(table)
+    notes = [
+        f"{d.name}: {d.unmatched} predicted mentions not found in the text, "
+        f"{d.unknown_labels} predicted labels outside the label set (false positives under b2ner)"
+        for d in report.datasets
+        if d.unmatched or d.unknown_labels
+    ]
+    for note in notes:
+        console.print(note)
+    if by_label:
+        for d in report.datasets:
+            if not d.labels:
+                continue
+            labels = Table("label", "P", "R", "F1", "support", title=f"{d.name}: strict scores per label (x100)")
+            for label, counts in sorted(d.labels.items()):
+                labels.add_row(label, _pct(counts.precision), _pct(counts.recall), _pct(counts.f1),
+                               str(counts.tp + counts.fn))  # fmt: skip
+            console.print(labels)

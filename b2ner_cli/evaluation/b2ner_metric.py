@@ -1,0 +1,109 @@
+"""The upstream B2NER metric, exactly: normalised ``label:mention`` strings compared as sets.
+
+Each answer string is normalised, split into pieces on ``;``, each piece normalised again, pieces without ``:``
+dropped, and the rest compared as a set. Counts are per sentence, summed per dataset (micro); a language's
+average is the unweighted mean of its datasets' F1, leaving out ``math-junior`` and ``CAIL2022`` as upstream did.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+#: datasets upstream leaves out of the per-language averages.
+EXCLUDED_FROM_AVERAGE = frozenset({"math-junior", "CAIL2022"})
+
+_AROUND_PUNCT = re.compile(r"\s*([,:().\_;'\-])\s*")
+_REPEATED = re.compile(r"([,.;])\1+")
+_FULL_WIDTH = str.maketrans({"；": ";", "：": ":", "，": ",", "“": '"', "”": '"', "‘": "'", "’": "'"})
+_FIRST_BOOK_TITLE = re.compile(r"《(.*?)》")
+_WRAPPERS = (("《", "》"), ("<", ">"), ("（", "）"), ("(", ")"))
+
+
+def normalize(text: str) -> str:
+    """The eight normalisation steps of the upstream scorer, in order."""
+    text = " ".join(text.split())  # 1. collapse whitespace runs (the split/join idiom also trims both ends)
+    text = _AROUND_PUNCT.sub(r"\1", text)  # 2. no whitespace around , : ( ) . _ ; ' -
+    text = text.lower()  # 3.
+    text = text.replace("{", "").replace("}", "")  # 4.
+    text = _REPEATED.sub(r"\1", text)  # 5. ",,", "..", ";;" -> one
+    text = text.translate(_FULL_WIDTH)  # 6. full-width separators and curly quotes
+    text = text.replace("located", "location").replace("organisation", "organization")  # 7.
+    if ":" in text:  # 8. the mention, after the last colon
+        head, _, mention = text.rpartition(":")
+        mention = mention.strip("@#")
+        book = _FIRST_BOOK_TITLE.search(mention)
+        if book:
+            mention = book.group(1)
+        for left, right in _WRAPPERS:
+            if len(mention) >= 2 and mention.startswith(left) and mention.endswith(right):
+                mention = mention[len(left) : -len(right)]
+                break
+        text = f"{head}:{mention}"
+    return text
+
+
+def answer_set(answer: str) -> set[str]:
+    """The set of normalised ``label:mention`` strings an answer says (``None`` gives the empty set)."""
+    pieces = (normalize(piece) for piece in normalize(answer).split(";"))
+    return {piece for piece in pieces if ":" in piece}
+
+
+@dataclass
+class Counts:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.tp, self.fp, self.fn = self.tp + other.tp, self.fp + other.fp, self.fn + other.fn
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"precision": self.precision, "recall": self.recall, "f1": self.f1, "tp": self.tp, "fp": self.fp,
+                "fn": self.fn}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SentenceScore:
+    """One sentence under the b2ner metric: what matched, what was extra, what was missed."""
+
+    true_positives: frozenset[str]
+    false_positives: frozenset[str]
+    false_negatives: frozenset[str]
+
+    @property
+    def counts(self) -> Counts:
+        return Counts(len(self.true_positives), len(self.false_positives), len(self.false_negatives))
+
+
+def score_sentence(gold_answer: str, predicted_answer: str) -> SentenceScore:
+    gold, predicted = answer_set(gold_answer), answer_set(predicted_answer)
+    return SentenceScore(frozenset(gold & predicted), frozenset(predicted - gold), frozenset(gold - predicted))
+
+
+def language_averages(f1_by_dataset: Mapping[str, tuple[str, float]]) -> dict[str, float]:
+    """Unweighted mean F1 per language over datasets (name -> (language, f1)), upstream's exclusions applied."""
+    by_language: dict[str, list[float]] = {}
+    for name, (language, f1) in f1_by_dataset.items():
+        if name not in EXCLUDED_FROM_AVERAGE:
+            by_language.setdefault(language, []).append(f1)
+    return {language: sum(values) / len(values) for language, values in sorted(by_language.items())}
+
+
+def answer_from_pairs(pairs: Iterable[tuple[str, str]]) -> str:
+    """An answer string in B2NER grammar: ``label: mention; ...`` or ``None``."""
+    return "; ".join(f"{label}: {mention}" for label, mention in pairs) or "None"

@@ -1,0 +1,295 @@
+"""Readers for gold data (our JSONL, B2NERD JSON, CoNLL columns) and predictions (our JSONL, upstream files)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import InputError
+from ..prompts import detect_lang
+from .b2ner_metric import answer_from_pairs
+from .records import GoldRecord, PredRecord, Span, UpstreamRecord
+
+GoldFormat = Literal["auto", "jsonl", "b2nerd", "conll"]
+_BOM = "\ufeff"
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path} does not exist.", "Check the path.") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a directory.") from None
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            text = line.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError:
+            raise InputError(f"{path}, line {number}: not valid UTF-8.", "Convert the file to UTF-8.") from None
+        yield number, text.lstrip(_BOM) if number == 1 else text
+
+
+def _json_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: invalid JSON ({exc.msg}).", "Each line must be one JSON object.") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{where}: expected a JSON object.")
+        yield where, record
+
+
+def is_upstream_predictions(path: Path) -> bool:
+    """Whether a JSONL file is upstream's ``predict_eval_predictions.jsonl`` (records with Instance + Prediction)."""
+    for _, record in _json_lines(path):
+        return "Instance" in record and "Prediction" in record
+    return False
+
+
+def _spans(entities: Any, text: str, where: str, *, check_text: bool = True) -> tuple[Span, ...]:
+    if not isinstance(entities, list):
+        raise InputError(f'{where}: "entities" must be a list.')
+    spans = []
+    for entity in entities:
+        if not isinstance(entity, dict):
+            raise InputError(f"{where}: each entity must be an object with start, end and label.")
+        start, end, label = entity.get("start"), entity.get("end"), entity.get("label")
+        if (
+            not isinstance(start, int)
+            or not isinstance(end, int)
+            or isinstance(start, bool)
+            or not isinstance(label, str)
+        ):
+            raise InputError(f'{where}: an entity needs integer "start", "end" and a string "label" ({entity}).')
+        if not 0 <= start < end <= len(text):
+            raise InputError(
+                f"{where}: entity {start}-{end} ({label}) lies outside the text, which has {len(text)} characters.",
+                "Offsets are character positions in the text, end exclusive.",
+            )
+        mention = text[start:end]
+        given = entity.get("text")
+        if check_text and isinstance(given, str) and given != mention:
+            raise InputError(
+                f'{where}: entity {start}-{end} says "{given}" but the text there is "{mention}".',
+                "Offsets must be character offsets into this record's text (end exclusive).",
+            )
+        spans.append(Span(start, end, label, mention))
+    return tuple(spans)
+
+
+def _language(labels: tuple[str, ...] | None, spans: tuple[Span, ...], given: Any) -> str:
+    if given in ("en", "zh"):
+        return str(given)
+    names = list(labels or ()) or [s.label for s in spans]
+    return detect_lang(names) if names else "en"
+
+
+def read_gold_jsonl(path: Path, dataset: str | None = None) -> list[GoldRecord]:
+    """Our JSONL: `id`, `text`, `entities` [{start, end, label}]; optional `labels`, `dataset`, `language`."""
+    records = []
+    for where, record in _json_lines(path):
+        text = record.get("text")
+        if not isinstance(text, str):
+            raise InputError(f'{where}: record has no text field "text".')
+        spans = _spans(record.get("entities", []), text, where)
+        labels = record.get("labels")
+        label_names = tuple(labels) if isinstance(labels, list) else tuple(labels) if isinstance(labels, dict) else None
+        records.append(
+            GoldRecord(
+                id=str(record.get("id", f"{path}:{where.rsplit(' ', 1)[-1]}")),
+                text=text,
+                spans=spans,
+                labels=label_names,
+                dataset=str(record.get("dataset") or dataset or path.stem),
+                language=_language(label_names, spans, record.get("language")),
+                source=where,
+            )
+        )
+    return records
+
+
+def read_b2nerd(path: Path, dataset: str | None = None) -> list[GoldRecord]:
+    """A B2NERD split file (one JSON array of {sentence, entities: [{name, type, pos}]}), or a folder of them."""
+    if path.is_dir():
+        files = sorted(path.rglob("test.json"))
+        if not files:
+            raise InputError(f"{path} holds no B2NERD test.json files.", "Point at a split file or a B2NERD folder.")
+        return [record for file in files for record in read_b2nerd(file)]
+    name = dataset or path.parent.name
+    language = "zh" if path.parent.parent.name.endswith("_zh") else None
+    labels_file = path.parent / "labels.json"
+    labels = tuple(json.loads(labels_file.read_text(encoding="utf-8"))) if labels_file.is_file() else None
+    try:
+        items = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg}).") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not valid UTF-8.") from None
+    if not isinstance(items, list):
+        raise InputError(f"{path}: a B2NERD split file is one JSON array of sentences.")
+    records = []
+    for index, item in enumerate(items):
+        where = f"{path}, item {index + 1}"
+        sentence = item.get("sentence") if isinstance(item, dict) else None
+        if not isinstance(sentence, str):
+            raise InputError(f'{where}: needs a "sentence" string.')
+        spans = []
+        for entity in item.get("entities", []):
+            kind, pos = entity.get("type"), entity.get("pos")
+            if not kind or kind == "NA":
+                continue
+            if not (isinstance(pos, list) and len(pos) == 2 and all(isinstance(p, int) for p in pos)):
+                raise InputError(f'{where}: entity {entity} needs "pos": [start, end].')
+            spans.append({"start": pos[0], "end": pos[1], "label": kind, "text": entity.get("name")})
+        item_labels = item.get("labels")
+        own = tuple(item_labels) if isinstance(item_labels, list) else labels
+        checked = _spans(spans, sentence, where)
+        records.append(
+            GoldRecord(
+                id=f"{name}:{index}",
+                text=sentence,
+                spans=checked,
+                labels=own,
+                dataset=name,
+                language=language or _language(own, checked, None),
+                source=where,
+            )
+        )
+    return records
+
+
+def read_conll(path: Path, dataset: str | None = None) -> list[GoldRecord]:
+    """Token-per-line columns (token first, tag last), sentences split by blank lines; BIO, IOBES or BMES tags.
+
+    The text joins tokens with spaces, or with nothing when every token is a single CJK character.
+    """
+    records: list[GoldRecord] = []
+    tokens: list[tuple[str, str, int]] = []
+
+    def flush() -> None:
+        if tokens:
+            records.append(_conll_sentence(tokens, path, dataset or path.stem, len(records)))
+            tokens.clear()
+
+    for number, line in _lines(path):
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            flush()
+            continue
+        columns = line.split()
+        if len(columns) < 2:
+            raise InputError(f"{path}, line {number}: expected a token and a tag.", "CoNLL lines are: TOKEN ... TAG")
+        tokens.append((columns[0], columns[-1], number))
+    flush()
+    return records
+
+
+def _conll_sentence(tokens: list[tuple[str, str, int]], path: Path, dataset: str, index: int) -> GoldRecord:
+    joiner = "" if all(len(t) == 1 and "\u3400" <= t <= "\u9fff" for t, _, _ in tokens) else " "
+    text, offsets = "", []
+    for token, _, _ in tokens:
+        if text:
+            text += joiner
+        offsets.append((len(text), len(text) + len(token)))
+        text += token
+    spans: list[Span] = []
+    current: tuple[int, str] | None = None  # (start token index, label)
+
+    def close(end_token: int) -> None:
+        nonlocal current
+        if current is not None:
+            start = offsets[current[0]][0]
+            end = offsets[end_token][1]
+            spans.append(Span(start, end, current[1], text[start:end]))
+            current = None
+
+    for i, (_, tag, number) in enumerate(tokens):
+        if tag == "O":
+            close(i - 1)
+            continue
+        prefix, sep, label = tag.partition("-") if "-" in tag else tag.partition("_")
+        if not sep or prefix.upper() not in ("B", "I", "E", "S", "M", "L", "U"):
+            raise InputError(f"{path}, line {number}: tag {tag!r} is not O, B-X, I-X, E-X, S-X or M-X.")
+        prefix = prefix.upper()
+        if prefix in ("B", "S", "U") or current is None or current[1] != label:
+            close(i - 1)
+            current = (i, label)
+        if prefix in ("E", "S", "L", "U"):
+            close(i)
+    close(len(tokens) - 1)
+    labels = tuple(dict.fromkeys(s.label for s in spans))
+    return GoldRecord(
+        id=f"{path}:{index + 1}",
+        text=text,
+        spans=tuple(spans),
+        labels=None,
+        dataset=dataset,
+        language="zh" if joiner == "" else _language(labels, tuple(spans), None),
+        source=f"{path}, line {tokens[0][2]}",
+    )
+
+
+def read_gold(path: Path, fmt: GoldFormat = "auto", dataset: str | None = None) -> list[GoldRecord]:
+    if fmt == "auto":
+        if path.is_dir() or path.suffix == ".json":
+            fmt = "b2nerd"
+        elif path.suffix in (".jsonl", ".ndjson"):
+            fmt = "jsonl"
+        else:
+            fmt = "conll"
+    reader = {"jsonl": read_gold_jsonl, "b2nerd": read_b2nerd, "conll": read_conll}[fmt]
+    if not path.exists():
+        raise InputError(f"Gold file {path} does not exist.", "Check the path.")
+    return reader(path, dataset)
+
+
+def read_predictions(path: Path) -> dict[str, PredRecord]:
+    """Our extract JSONL, by id (``raw`` is used for the b2ner metric when present)."""
+    predictions: dict[str, PredRecord] = {}
+    for where, record in _json_lines(path):
+        if "id" not in record or not isinstance(record.get("text"), str):
+            raise InputError(f'{where}: a prediction needs "id" and "text" (the JSONL that b2ner extract writes).')
+        spans = _spans(record.get("entities", []), record["text"], where)
+        unmatched = record.get("unmatched") or []
+        raw = record.get("raw")
+        if isinstance(raw, str):
+            answer = raw
+        else:
+            pairs = [(s.label, s.text) for s in spans] + [
+                (str(u.get("label")), str(u.get("text"))) for u in unmatched if isinstance(u, dict)
+            ]
+            answer = answer_from_pairs(dict.fromkeys(pairs))
+        key = str(record["id"])
+        if key in predictions:
+            raise InputError(f'{where}: id "{key}" appears twice.', "Ids must be unique.")
+        predictions[key] = PredRecord(key, spans, answer, len(unmatched), where)
+    return predictions
+
+
+def read_upstream(path: Path) -> list[UpstreamRecord]:
+    """Upstream ``predict_eval_predictions.jsonl``: {Task, Dataset, Language, Instance{...}, Prediction}."""
+    records = []
+    for where, record in _json_lines(path):
+        instance = record.get("Instance")
+        prediction = record.get("Prediction")
+        if not isinstance(instance, dict) or not isinstance(prediction, str):
+            raise InputError(f'{where}: an upstream prediction needs "Instance" and a "Prediction" string.')
+        gold = instance.get("ground_truth")
+        if not isinstance(gold, str):
+            raise InputError(f'{where}: "Instance" needs a "ground_truth" answer string.')
+        records.append(
+            UpstreamRecord(
+                id=str(instance.get("id", where)),
+                dataset=str(record.get("Dataset", path.stem)),
+                language=str(record.get("Language", "en")),
+                sentence=str(instance.get("sentence", "")),
+                gold_answer=gold,
+                predicted_answer=prediction,
+            )
+        )
+    return records

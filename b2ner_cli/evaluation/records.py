@@ -1,0 +1,53 @@
+"""What evaluation reads: gold and predicted records with character spans, and upstream predictions files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .b2ner_metric import answer_from_pairs
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    label: str
+    text: str
+
+
+@dataclass(frozen=True)
+class GoldRecord:
+    id: str
+    text: str
+    spans: tuple[Span, ...]
+    #: the label set the sentence was (or is to be) prompted with; None when the source gives none.
+    labels: tuple[str, ...] | None
+    dataset: str
+    language: str
+    source: str
+
+    def answer(self) -> str:
+        """The gold answer in B2NER grammar, as upstream's targets are written."""
+        return answer_from_pairs((s.label, s.text) for s in self.spans)
+
+
+@dataclass(frozen=True)
+class PredRecord:
+    id: str
+    spans: tuple[Span, ...]
+    #: the model's answer: ``raw`` when extract kept it, else rebuilt from entities and unmatched mentions.
+    answer: str
+    unmatched: int
+    source: str
+
+
+@dataclass(frozen=True)
+class UpstreamRecord:
+    """One line of an upstream ``predict_eval_predictions.jsonl``: gold and prediction answers together."""
+
+    id: str
+    dataset: str
+    language: str
+    sentence: str
+    gold_answer: str
+    predicted_answer: str
