@@ -17,8 +17,9 @@ EXCLUDED_FROM_AVERAGE = frozenset({"math-junior", "CAIL2022"})
 _AROUND_PUNCT = re.compile(r"\s*([,:().\_;'\-])\s*")
 _REPEATED = re.compile(r"([,.;])\1+")
 _FULL_WIDTH = str.maketrans({"；": ";", "：": ":", "，": ",", "“": '"', "”": '"', "‘": "'", "’": "'"})
-_FIRST_BOOK_TITLE = re.compile(r"《(.*?)》")
-_WRAPPERS = (("《", "》"), ("<", ">"), ("（", "）"), ("(", ")"))
+_FIRST_BOOK_TITLE = re.compile(r"《(.+?)》")
+# As upstream: any run of these brackets at both ends goes, matched or not ("((a))", "<(a)>", "(a>" -> "a").
+_WRAPPED = re.compile(r"^[《》<>（）()]+(.+?)[《》<>（）()]+$")
 
 
 def normalize(text: str) -> str:
@@ -36,10 +37,9 @@ def normalize(text: str) -> str:
         book = _FIRST_BOOK_TITLE.search(mention)
         if book:
             mention = book.group(1)
-        for left, right in _WRAPPERS:
-            if len(mention) >= 2 and mention.startswith(left) and mention.endswith(right):
-                mention = mention[len(left) : -len(right)]
-                break
+        wrapped = _WRAPPED.match(mention)
+        if wrapped:
+            mention = wrapped.group(1)
         text = f"{head}:{mention}"
     return text
 
