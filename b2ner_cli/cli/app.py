@@ -7,6 +7,7 @@ import typer
 from .. import __version__
 from . import eval as eval_cmd
 from . import extract as extract_cmd
+from . import finetune as finetune_cmd
 from . import models as models_cmd
 from . import taxonomy as taxonomy_cmd
 
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.command(name="extract", epilog=extract_cmd.EPILOG, no_args_is_help=True)(extract_cmd.extract)
 app.command(name="eval", epilog=eval_cmd.EPILOG, no_args_is_help=True)(eval_cmd.eval_)
+app.command(name="finetune", epilog=finetune_cmd.EPILOG, no_args_is_help=True)(finetune_cmd.finetune)
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(taxonomy_cmd.app, name="taxonomy")
 

@@ -117,6 +117,20 @@ def _label_set(labels: str | None, labels_file: Path | None, from_dataset: str |
     return None
 
 
+def _adapter_labels(adapter: str) -> LabelSet | None:
+    """The labels an adapter from `b2ner finetune` was trained on (with their descriptions, if any)."""
+    from ..models.resolve import adapter_metadata
+
+    meta = adapter_metadata(adapter)
+    names = meta.get("labels") if meta else None
+    if not isinstance(names, list) or not names:
+        return None
+    descriptions = meta.get("label_descriptions") if meta else None
+    if isinstance(descriptions, dict) and all(isinstance(descriptions.get(n), str) for n in names):
+        return LabelSet(tuple(names), tuple(descriptions[n] for n in names))
+    return LabelSet(tuple(names))
+
+
 def _advise(label_set: LabelSet, lang: Lang, map_labels: bool, quiet: bool) -> tuple[LabelSet, dict[str, str]]:
     """Flag raw tags (PER, B-ORG) with the canonical names B2NER works better with; apply them with --map-labels."""
     if label_set.descriptions is not None:
@@ -249,6 +263,8 @@ def extract(
     """Extract entities with character offsets from text files, JSONL or stdin."""
     check_inputs(inputs)
     label_set = _label_set(labels, labels_file, labels_from_dataset, lang)
+    if label_set is None and adapter is not None:
+        label_set = _adapter_labels(adapter)
     back: dict[str, str] = {}
     if label_set is not None and labels_from_dataset is None:
         label_set, back = _advise(label_set, lang, map_labels, quiet)

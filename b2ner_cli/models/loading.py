@@ -95,6 +95,7 @@ def load(
     quantize: Quantize = "auto",
     max_memory: dict[int | str, int] | None = None,
     merge: bool = False,
+    trainable: bool = False,
     trust_remote_code: bool = False,
     quiet: bool = False,
     note: Note | None = None,
@@ -132,14 +133,19 @@ def load(
     else:
         tokenizer = load_tokenizer(backbone, weights_dir, trust_remote_code)
     loaded = _load_weights(backbone, weights_dir, chosen, trust_remote_code)
+    if trainable and chosen.quantize is not None:
+        from peft import prepare_model_for_kbit_training
+
+        loaded = prepare_model_for_kbit_training(loaded, use_gradient_checkpointing=False)
     merged = False
     if resolved.adapter is not None and adapter_dir is not None:
-        loaded = attach_adapter(loaded, resolved.adapter, adapter_dir, backbone)
+        loaded = attach_adapter(loaded, resolved.adapter, adapter_dir, backbone, trainable=trainable)
         if merge and chosen.quantize is None:
             loaded, merged = loaded.merge_and_unload(), True
         elif merge:
             note("--merge ignored: a quantized model keeps its adapter separate.")
-    loaded.eval()
+    if not trainable:
+        loaded.eval()
     return LoadedModel(loaded, tokenizer, resolved, chosen, merged)
 
 
@@ -225,8 +231,10 @@ def check_adapter_fits(
         note(f"Adapter `{adapter.ref}` was trained on {trained_on}; it is being used on {backbone.repo_id}.")
 
 
-def attach_adapter(model: Any, adapter: ModelSource, adapter_dir: Path, backbone: ModelSource) -> Any:
-    """PEFT LoRA on ``model`` (left unmerged, as upstream runs it)."""
+def attach_adapter(
+    model: Any, adapter: ModelSource, adapter_dir: Path, backbone: ModelSource, *, trainable: bool = False
+) -> Any:
+    """PEFT LoRA on ``model`` (left unmerged, as upstream runs it; ``trainable`` to finetune it further)."""
     from peft import PeftModel
 
     config = read_json(ModelSource(adapter.ref, adapter_dir), "adapter_config.json")
@@ -243,7 +251,7 @@ def attach_adapter(model: Any, adapter: ModelSource, adapter_dir: Path, backbone
                 "Use the adapter with the backbone it was trained on.",
             )
     try:
-        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
     except RuntimeError as exc:
         lines = str(exc).strip().splitlines()
         detail = next((line.strip() for line in lines if "size mismatch" in line), lines[0] if lines else "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import AdapterError, ModelError
 from . import hub
@@ -40,7 +41,15 @@ def resolve(
     quiet: bool = False,
     trust_remote_code: bool = False,
 ) -> Resolved:
-    """Resolve ``--model``/``--adapter`` (aliases bring their own adapter unless one is given or refused)."""
+    """Resolve ``--model``/``--adapter`` (aliases bring their own adapter unless one is given or refused).
+
+    Without ``--model``, an adapter that ``b2ner finetune`` wrote names its own backbone and revision.
+    """
+    if model is None and adapter is not None:
+        meta = adapter_metadata(adapter)
+        if meta and isinstance(meta.get("base_model"), str):
+            model = meta["base_model"]
+            revision = revision or meta.get("base_model_revision")
     name = model or DEFAULT_MODEL
     entry = lookup(name)
     backbone_ref, adapter_ref = name, adapter
@@ -62,6 +71,21 @@ def resolve(
             adapter_ref, adapter_revision, kind="adapter", display=shown, offline=offline, quiet=quiet
         )
     return Resolved(backbone, located_adapter, alias=name if entry else None)
+
+
+ADAPTER_METADATA = "b2ner_adapter.json"
+
+
+def adapter_metadata(adapter: str) -> dict[str, Any] | None:
+    """What ``b2ner finetune`` recorded next to an adapter (backbone, labels, metrics), if it is there."""
+    path = Path(adapter).expanduser() / ADAPTER_METADATA
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AdapterError(f"Adapter `{adapter}` has an unreadable {ADAPTER_METADATA} ({exc}).") from None
+    return data if isinstance(data, dict) else None
 
 
 def locate(
