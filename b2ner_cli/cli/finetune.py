@@ -119,7 +119,7 @@ def finetune(
         check_output(output, overwrite, resume)
     trainable, loaded, metadata = prepare(
         model, adapter, lora, no_adapter=no_adapter,
-        load_options={"offline": offline, "quantize": quantize.value, "quiet": quiet}, note=note,
+        load_options={"offline": offline, "quantize": quantize.value, "quiet": quiet}, note=note, seed=seed,
     )  # fmt: skip
     all_labels = list(dict.fromkeys(label for e in examples for label in e.labels))
     metadata.update(

@@ -33,14 +33,19 @@ def prepare(
     no_adapter: bool = False,
     load_options: dict[str, Any] | None = None,
     note: Note | None = None,
+    seed: int = 42,
 ) -> tuple[Any, LoadedModel, dict[str, Any]]:
     """The trainable model, what was loaded, and the metadata to store with the adapter."""
     loaded = load(model, adapter, no_adapter=no_adapter, trainable=True, note=note, **(load_options or {}))
     from peft import LoraConfig, get_peft_model  # after load(), which quiets the libraries' logs first
+
     backbone = loaded.resolved.backbone
     trainable = loaded.model
     started_from = loaded.resolved.adapter.ref if loaded.resolved.adapter else None
     if loaded.resolved.adapter is None:
+        import torch
+
+        torch.manual_seed(seed)  # a fresh LoRA's initial weights follow --seed
         config = LoraConfig(
             r=lora.r,
             lora_alpha=lora.alpha,
