@@ -233,3 +233,18 @@ def test_warnings_for_unused_and_unknown_labels(learnable, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert "Note: labels with no training example: date" in result.stderr
     assert "Note: dev labels unknown to training: singer" in result.stderr
+
+
+@pytest.mark.model
+def test_qlora_on_a_4bit_base(learnable, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    base, train_file = learnable
+    out = tmp_path / "q4"
+    result = run("finetune", str(train_file), "-o", str(out), "-m", str(base), "--quantize", "4bit", "--epochs", "2",
+                 "-b", "10", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "b2ner_adapter.json").read_text(encoding="utf-8"))["quantization"] == "4bit"
+    weights = load_file(str(out / "adapter_model.safetensors"))
+    # LoRA B starts at zero: a trained adapter has moved it
+    assert any(k.endswith("lora_B.weight") and weights[k].abs().sum() > 0 for k in weights)
