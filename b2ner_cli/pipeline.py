@@ -12,9 +12,9 @@ from typing import Literal
 
 from .answers import is_none_answer, parse_answer
 from .chunking import split_text
-from .engine.base import Generation, Generator
+from .engine.base import BatchTooLarge, Generation, Generator
 from .engine.batching import plan_batches
-from .errors import UsageError
+from .errors import ModelError, UsageError
 from .grounding import Entity, Unmatched, flatten, ground, shift
 from .io.readers import Document
 from .prompts import Example, LabelSet, Lang, build_instruction, detect_lang
@@ -87,8 +87,10 @@ class RunStats:
     unknown_labels: int = 0
     #: answer pieces that were not ``label: mention``.
     malformed: int = 0
-    #: chunks whose answer hit --max-new-tokens before EOS (their last piece is dropped).
+    #: chunks whose answer hit the new-token cap or ran away before EOS (their last piece is dropped).
     truncated: int = 0
+    #: of those, answers stopped for repeating themselves.
+    runaways: int = 0
     new_tokens: int = 0
     unknown_label_names: dict[str, int] = field(default_factory=dict)
 
@@ -189,7 +191,9 @@ def _run_window(
     for batch in plan_batches(
         [len(c.ids) for c in chunks], max_batch_size=settings.batch_size, max_batch_tokens=settings.batch_tokens
     ):
-        for position, generation in zip(batch, generator.generate([chunks[i].ids for i in batch]), strict=True):
+        for position, generation in zip(
+            batch, generate_with_backoff(generator, [chunks[i].ids for i in batch]), strict=True
+        ):
             chunks[position].generation = generation
             remaining[chunks[position].doc] -= 1
         while emitted < len(window) and remaining[emitted] == 0:
@@ -198,6 +202,20 @@ def _run_window(
     while emitted < len(window):  # documents with no text, hence no chunk
         yield _assemble(window[emitted], per_doc[emitted], settings, stats)
         emitted += 1
+
+
+def generate_with_backoff(generator: Generator, batch: list[list[int]]) -> list[Generation]:
+    """Generate; when the device runs out of memory, halve the batch and retry (no record lost or repeated)."""
+    try:
+        return generator.generate(batch)
+    except BatchTooLarge:
+        if len(batch) == 1:
+            raise ModelError(
+                f"Out of memory generating for a single prompt of {len(batch[0])} tokens.",
+                "Lower --max-chunk-tokens, use --quantize 4bit, or free GPU memory.",
+            ) from None
+        half = len(batch) // 2
+        return generate_with_backoff(generator, batch[:half]) + generate_with_backoff(generator, batch[half:])
 
 
 def _assemble(document: Document, chunks: list[_Chunk], settings: ExtractSettings, stats: RunStats) -> Record:
@@ -217,6 +235,7 @@ def _assemble(document: Document, chunks: list[_Chunk], settings: ExtractSetting
         stats.unknown_labels += len(parsed.unknown_labels)
         stats.malformed += len(parsed.malformed)
         stats.truncated += not generation.finished
+        stats.runaways += generation.runaway
         stats.new_tokens += generation.new_tokens
         answers.append(generation.answer)
     if len(chunks) == 1:

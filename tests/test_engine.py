@@ -134,3 +134,36 @@ def test_ctrl_c_leaves_a_valid_output_file(tiny, tmp_path: Path) -> None:
     assert all(r["entities"][0]["text"] == "Barack Obama" for r in records)
     meta = json.loads(Path(f"{out}.meta.json").read_text(encoding="utf-8"))
     assert meta["status"] == "interrupted" and meta["records_written"] == len(records)
+
+
+def test_prefix_cached_path_equals_transformers_generate(tiny) -> None:
+    from b2ner_cli.engine.hf import HFGenerator
+
+    cached = Extractor.load(str(tiny.base), str(tiny.adapter), device="cpu", max_new_tokens=20)
+    assert isinstance(cached.generator, HFGenerator) and cached.generator.prefix_cache
+    reference = Extractor(
+        HFGenerator(cached.generator.model, cached.generator.tokenizer, max_new_tokens=20, prefix_cache=False)
+    )
+    texts = [text for text, labels, _ in TAUGHT if tuple(labels) == tuple(LABELS)] + OTHER_TEXTS * 2
+    zh = ["李明昨天去了北京。", "阿里巴巴集团在杭州发布了新的财报。"]
+    for batch_size in (1, 5, 32):
+        ours = cached.extract(texts, LABELS, batch_size=batch_size) + cached.extract(zh, ["人名", "地名"])
+        theirs = reference.extract(texts, LABELS, batch_size=batch_size) + reference.extract(zh, ["人名", "地名"])
+        assert [r.to_dict(keep_raw=True) for r in ours] == [r.to_dict(keep_raw=True) for r in theirs]
+    # the instruction + label set prefix is computed once and then reused by later batches
+    assert cached.generator.prefix_hits > 20
+    assert all(len(prefix) >= 8 for prefix in cached.generator._prefixes)
+
+
+def test_common_prefix_caps_and_runaways() -> None:
+    from b2ner_cli.engine.hf import common_prefix_length, is_runaway, new_token_cap
+
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 9], [1, 2, 3]]) == 2
+    assert common_prefix_length([[5, 6], [7]]) == 0
+    assert new_token_cap(10, 512) == 72  # 32 + 4 * 10
+    assert new_token_cap(5, 512) == 64  # never below 64
+    assert new_token_cap(200, 512) == 512  # never above --max-new-tokens
+    loop = [7, 8, 9, 10, 11, 12, 13, 14]
+    assert is_runaway([1, 2, *loop, *loop, *loop])  # the same 8 tokens three times in a row
+    assert not is_runaway([1, 2, *loop, *loop])
+    assert not is_runaway([*loop, *loop, *loop[:-1], 99])

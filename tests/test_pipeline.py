@@ -92,3 +92,36 @@ def _instruction(text: str) -> str:
     from b2ner_cli.prompts import build_instruction
 
     return build_instruction(text, LABELS, "en")
+
+
+class OutOfMemoryAbove(ScriptedGenerator):
+    """Runs out of memory for batches larger than ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def generate(self, batch: Sequence[list[int]]) -> list[Generation]:
+        from b2ner_cli.engine.base import BatchTooLarge
+
+        if len(batch) > self.limit:
+            raise BatchTooLarge(len(batch))
+        return super().generate(batch)
+
+
+def test_out_of_memory_halves_the_batch_and_loses_nothing() -> None:
+    generator = OutOfMemoryAbove(limit=3)
+    docs = [Document(id=str(i), text="word " * (i % 5 + 1)) for i in range(20)]
+    records = list(extract(docs, generator, LABELS, settings=ExtractSettings(batch_size=16, batch_tokens=10**6)))
+    assert [r.id for r in records] == [str(i) for i in range(20)]
+    assert all(len(b) <= 3 for b in generator.batches)
+    assert sum(len(b) for b in generator.batches) == 20  # each prompt generated exactly once
+
+
+def test_out_of_memory_on_one_prompt_is_a_clear_error() -> None:
+    import pytest
+
+    from b2ner_cli.errors import ModelError
+
+    with pytest.raises(ModelError, match="Out of memory generating for a single prompt of"):
+        list(extract([Document(id="a", text="word")], OutOfMemoryAbove(limit=0), LABELS))

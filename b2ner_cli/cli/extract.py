@@ -428,9 +428,16 @@ def _summary(err: Console, stats: RunStats, seconds: float, output: str | None, 
             f"Dropped {_count(stats.unknown_labels, 'mention')} with labels that were not asked for: {names}.",
             markup=False,
         )
-    if stats.truncated:
+    capped = stats.truncated - stats.runaways
+    if capped:
         err.print(
-            f"Warning: {_count(stats.truncated, 'answer')} reached --max-new-tokens {max_new_tokens} before ending; "
-            "their last mention was dropped. Raise --max-new-tokens.",
+            f"Warning: {_count(capped, 'answer')} reached the new-token cap (--max-new-tokens {max_new_tokens}, "
+            "or 4 tokens per prompt token) before ending; their last mention was dropped.",
+            markup=False,
+        )
+    if stats.runaways:
+        err.print(
+            f"Warning: {_count(stats.runaways, 'answer')} started repeating and were stopped; "
+            "their last mention was dropped.",
             markup=False,
         )

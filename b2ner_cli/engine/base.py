@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
+class BatchTooLarge(Exception):
+    """The device ran out of memory for this batch; the pipeline splits it in two and tries again."""
+
+
 @dataclass(frozen=True)
 class Generation:
     """What the model answered for one prompt."""
@@ -14,8 +18,10 @@ class Generation:
     answer: str
     #: new tokens generated, the EOS excluded.
     new_tokens: int
-    #: False when generation stopped at the new-token cap instead of at EOS.
+    #: False when generation stopped at the new-token cap (or as a runaway) instead of at EOS.
     finished: bool
+    #: True when it was stopped for repeating itself.
+    runaway: bool = False
 
 
 class Generator(Protocol):
