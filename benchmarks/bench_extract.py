@@ -12,53 +12,22 @@ token-budgeted, left-padded batches. Prints documents/s, generated tokens/s and 
 from __future__ import annotations
 
 import argparse
-import random
 import time
 
 import torch
 
 from b2ner_cli.api import Extractor
+from b2ner_cli.benchmark import synthetic_corpus
 from b2ner_cli.engine.hf import HFGenerator
 from b2ner_cli.pipeline import ExtractSettings, RunStats
 from b2ner_cli.prompts import LabelSet, build_instruction
 from b2ner_cli.testing import build_model, build_tokenizer, encode_prompt
 
-NAMES = ["Barack Obama", "Marie Curie", "Ada Lovelace", "Angela Merkel", "Li Ming", "Pierre Curie"]
-ORGS = ["Microsoft", "the European Central Bank", "Airbus", "the United Nations", "Apple"]
-PLACES = ["Seattle", "Paris", "Frankfurt", "Berlin", "New York", "Beijing"]
-FILLER = [
-    "visited",
-    "met",
-    "announced",
-    "that",
-    "in",
-    "on",
-    "last",
-    "week",
-    "with",
-    "the",
-    "a",
-    "new",
-    "plan",
-    "for",
-    "about",
-    "and",
-    "said",
-    "today",
-]
 LABELS = LabelSet(("person", "organization", "location"))
 
 
 def corpus(n: int, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    docs = []
-    for _ in range(n):
-        words = [rng.choice(FILLER) for _ in range(rng.randint(4, 14))]
-        for pool in (NAMES, ORGS, PLACES):
-            if rng.random() < 0.7:
-                words.insert(rng.randrange(len(words) + 1), rng.choice(pool))
-        docs.append(" ".join(words) + " .")
-    return docs
+    return [d.text for d in synthetic_corpus(n, seed)]
 
 
 def baseline(model, tokenizer, docs: list[str], max_new_tokens: int) -> tuple[float, int, list[str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
+from . import bench as bench_cmd
 from . import eval as eval_cmd
 from . import extract as extract_cmd
 from . import finetune as finetune_cmd
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.command(name="extract", epilog=extract_cmd.EPILOG, no_args_is_help=True)(extract_cmd.extract)
 app.command(name="eval", epilog=eval_cmd.EPILOG, no_args_is_help=True)(eval_cmd.eval_)
 app.command(name="finetune", epilog=finetune_cmd.EPILOG, no_args_is_help=True)(finetune_cmd.finetune)
+app.command(name="bench", epilog=bench_cmd.EPILOG)(bench_cmd.bench)
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(taxonomy_cmd.app, name="taxonomy")
 
