@@ -143,3 +143,14 @@ def test_count_parameters_from_config_when_no_safetensors(tmp_path: Path) -> Non
     # head_dim 4; attention per layer: q 8*8 + o 8*8 + k 8*4 + v 8*4 = 192; mlp 3*8*16 = 384 -> 576 * 2 = 1152
     # other: embed + head 2*100*8 = 1600, norms (2*2+1)*8 = 40
     assert count_parameters(tmp_path, config) == ParamCount(linear=1152, other=1640)
+
+
+def test_kv_token_budget_from_free_memory() -> None:
+    from b2ner_cli.models.placement import kv_token_budget
+
+    config = {"hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8, "num_hidden_layers": 32}
+    # per token: K and V, 32 layers x 8 heads x 128 dims x 2 bytes = 131,072, + 8 x 4096 x 2 = 65,536 -> 196,608
+    # 20 GiB free: half of it, halved again for the answers: 21,474,836,480 * 0.5 / 196,608 / 2 = 27,306.7
+    assert kv_token_budget(20 * GiB, config, 2) == 27306
+    assert kv_token_budget(0, config, 2) == 2048  # never below the floor
+    assert kv_token_budget(10**15, config, 2) == 1 << 20  # nor above the ceiling

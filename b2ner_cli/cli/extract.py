@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -220,8 +221,14 @@ def extract(
     ] = "labels",
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     batch_tokens: Annotated[
-        int, typer.Option("--batch-tokens", min=1, help="Most padded prompt tokens in one batch.")
-    ] = DEFAULT_BATCH_TOKENS,
+        int | None,
+        typer.Option(
+            "--batch-tokens",
+            min=1,
+            help="Most padded prompt tokens in one batch "
+            f"[default: from free GPU memory; {DEFAULT_BATCH_TOKENS} on CPU].",
+        ),
+    ] = None,
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", min=1, help="Cap on answer tokens per prompt.")
     ] = DEFAULT_MAX_NEW_TOKENS,
@@ -305,7 +312,7 @@ def extract(
         flat=flat,
         max_chunk_tokens=max_chunk_tokens,
         batch_size=batch_size,
-        batch_tokens=batch_tokens,
+        batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS,
     )
     err = stderr_console()
     show_progress = not quiet and err.is_terminal
@@ -331,6 +338,11 @@ def extract(
             quiet=quiet,
             note=lambda line: err.print(f"Note: {line}", markup=False),
         )
+    if batch_tokens is None:
+        suggested = getattr(extractor.generator, "suggest_batch_tokens", lambda: None)()
+        if suggested:
+            extractor.settings = replace(extractor.settings, batch_tokens=suggested)
+            settings = extractor.settings
     stats = RunStats()
     meta_path = meta or (Path(output).with_name(Path(output).name + ".meta.json") if output and output != "-" else None)
     run_meta: dict[str, object] = {
@@ -345,7 +357,7 @@ def extract(
         "settings": {
             "flat": flat,
             "batch_size": batch_size,
-            "batch_tokens": batch_tokens,
+            "batch_tokens": settings.batch_tokens,
             "max_chunk_tokens": max_chunk_tokens,
         },
         "inputs": list(inputs),

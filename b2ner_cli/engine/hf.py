@@ -98,6 +98,15 @@ class HFGenerator:
             bos_token_id=self.bos_id,
         )
 
+    def suggest_batch_tokens(self) -> int | None:
+        """On a GPU, a batch token budget from the memory left free after loading; None on CPU."""
+        if self.device.type != "cuda":
+            return None
+        from ..models.placement import kv_token_budget
+
+        free = int(torch.cuda.mem_get_info(self.device)[0])
+        return kv_token_budget(free, self.model.config.to_dict(), torch.finfo(self.model.dtype).bits // 8)
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 

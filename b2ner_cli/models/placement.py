@@ -236,3 +236,24 @@ def _estimate_from_config(config: dict[str, object]) -> ParamCount:
     linear = layers * (attention + 3 * hidden * inter)
     other = vocab * hidden * (1 if config.get("tie_word_embeddings") else 2) + (2 * layers + 1) * hidden
     return ParamCount(linear, other)
+
+
+def kv_token_budget(free_bytes: int, config: dict[str, object], dtype_bytes: int) -> int:
+    """A batch token budget (padded prompt tokens) from free device memory after loading.
+
+    Each token held in a batch costs its key/value cache (2 x layers x kv heads x head dim x dtype bytes) plus
+    working room (taken as 8 x hidden x dtype bytes); half the free memory is used, and half of that is left
+    for the answers' tokens. Kept within [2048, 1048576].
+    """
+
+    def get(key: str, default: int) -> int:
+        value = config.get(key)
+        return value if isinstance(value, int) else default
+
+    hidden = get("hidden_size", 4096)
+    heads = get("num_attention_heads", 32)
+    per_token = (
+        2 * get("num_hidden_layers", 32) * get("num_key_value_heads", heads) * (hidden // heads) * dtype_bytes
+        + 8 * hidden * dtype_bytes
+    )
+    return max(2048, min(1 << 20, int(free_bytes * 0.5 / per_token / 2)))
