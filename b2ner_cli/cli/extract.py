@@ -261,6 +261,14 @@ def extract(
         bool,
         typer.Option("--trust-remote-code", help="Run the model repo's own Python code (off by default)."),
     ] = False,
+    data_parallel: Annotated[
+        str,
+        typer.Option(
+            "--data-parallel",
+            help="Model replicas in separate processes, one per GPU (auto: one per visible GPU when there are "
+            "several); inputs are sharded and the output stays in input order.",
+        ),
+    ] = "1",
     dry_run_: Annotated[
         bool,
         typer.Option("--dry-run", help="Print each input's prompt as JSON; loads no model (texts are not chunked)."),
@@ -318,38 +326,44 @@ def extract(
     show_progress = not quiet and err.is_terminal
     from ..api import Extractor  # imports torch lazily, through the loader
 
-    loading = f"Loading model {model or DEFAULT_MODEL}" + (f" with adapter {adapter}" if adapter else "") + " ..."
-    with err.status(loading) if show_progress else nullcontext():
-        extractor = Extractor.load(
-            model,
-            adapter,
-            max_new_tokens=max_new_tokens,
-            settings=settings,
-            revision=revision,
-            adapter_revision=adapter_revision,
-            no_adapter=no_adapter,
-            offline=offline,
-            device=device.value,
-            dtype=dtype.value,
-            quantize=quantize.value,
-            max_memory=memory,
-            merge=merge,
-            trust_remote_code=trust_remote_code,
-            quiet=quiet,
-            note=lambda line: err.print(f"Note: {line}", markup=False),
-        )
-    if batch_tokens is None:
-        suggested = getattr(extractor.generator, "suggest_batch_tokens", lambda: None)()
-        if suggested:
-            extractor.settings = replace(extractor.settings, batch_tokens=suggested)
-            settings = extractor.settings
+    load_options: dict[str, object] = dict(
+        model=model, adapter=adapter, max_new_tokens=max_new_tokens, revision=revision,
+        adapter_revision=adapter_revision, no_adapter=no_adapter, offline=offline, dtype=dtype.value,
+        quantize=quantize.value, max_memory=memory, merge=merge, trust_remote_code=trust_remote_code,
+    )  # fmt: skip
+    replicas = _replicas(data_parallel, device)
+    described: dict[str, object] = {}
+    extractor = None
+    if replicas == 1:
+        loading = f"Loading model {model or DEFAULT_MODEL}" + (f" with adapter {adapter}" if adapter else "") + " ..."
+        with err.status(loading) if show_progress else nullcontext():
+            extractor = Extractor.load(
+                **load_options,  # type: ignore[arg-type]
+                settings=settings,
+                device=device.value,
+                quiet=quiet,
+                note=lambda line: err.print(f"Note: {line}", markup=False),
+            )
+        if batch_tokens is None:
+            suggested = getattr(extractor.generator, "suggest_batch_tokens", lambda: None)()
+            if suggested:
+                extractor.settings = replace(extractor.settings, batch_tokens=suggested)
+                settings = extractor.settings
+        described.update(extractor.generator.describe())
+    else:
+        from ..models.resolve import resolve
+
+        # fetch once here, so that the replicas only read the cache
+        resolve(model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter,
+                offline=offline, quiet=quiet, trust_remote_code=trust_remote_code)  # fmt: skip
+        load_options.update(offline=True, quiet=True)
     stats = RunStats()
     meta_path = meta or (Path(output).with_name(Path(output).name + ".meta.json") if output and output != "-" else None)
     run_meta: dict[str, object] = {
         "b2ner_version": __version__,
         "prompt_id": PROMPT_ID,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **extractor.generator.describe(),
+        "data_parallel": replicas,
         "labels": list(label_set.names) if label_set else None,
         "label_descriptions": bool(label_set and label_set.descriptions),
         "few_shot_examples": len(few_shot),
@@ -380,7 +394,15 @@ def extract(
     try:
         with progress:
             task = progress.add_task("extract", total=None, rate=0.0, entities=0)
-            for result in run_pipeline(documents, extractor.generator, label_set, few_shot, settings, stats):
+            if extractor is not None:
+                results = run_pipeline(documents, extractor.generator, label_set, few_shot, settings, stats)
+            else:
+                from ..parallel import devices_for, parallel_extract
+
+                devices = devices_for(replicas, _gpu_count() if device is not Device.cpu else 0)
+                results = parallel_extract(documents, load_options, label_set, few_shot, settings, devices, stats,
+                                           window=4 * settings.batch_size, described=described)  # fmt: skip
+            for result in results:
                 record = result.relabeled(back)
                 if table is not None:
                     table.render(record)
@@ -400,6 +422,7 @@ def extract(
         writer.close()
         if meta_path is not None:
             run_meta.update(
+                described,
                 status=status,
                 finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 records_written=writer.count,
@@ -410,6 +433,21 @@ def extract(
             err.print(f"{writer.path} holds the {writer.count} records completed before the run stopped.", markup=False)
     if not quiet:
         _summary(err, stats, time.time() - loop_start, output, max_new_tokens)
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _replicas(choice: str, device: Device) -> int:
+    """``--data-parallel``: a number of replicas, or auto (one per visible GPU when there are several)."""
+    if choice == "auto":
+        return _gpu_count() if device is not Device.cpu and _gpu_count() > 1 else 1
+    if not choice.isdigit() or int(choice) < 1:
+        raise UsageError(f"--data-parallel {choice}: expected a positive number or auto.")
+    return int(choice)
 
 
 def _is_text_input(path: str, options: ReadOptions) -> bool:
