@@ -14,7 +14,7 @@ from rich.table import Table
 from .. import __version__
 from ..errors import UsageError
 from ..evaluation.readers import is_upstream_predictions, read_gold, read_predictions, read_upstream
-from ..evaluation.records import GoldRecord, PredRecord, Span
+from ..evaluation.records import GoldRecord, PredRecord, Span, gold_documents
 from ..evaluation.report import Report, evaluate, evaluate_upstream
 from ..io.writers import JsonlWriter
 from .common import (
@@ -148,18 +148,9 @@ def _run_model(
 ) -> dict[str, PredRecord]:
     """Extract on the gold texts with their gold label sets; write the predictions; return them by id."""
     from ..api import Extractor
-    from ..io.readers import Document
     from ..pipeline import ExtractSettings
-    from ..prompts import LabelSet
 
-    per_dataset: dict[str, list[str]] = {}
-    for record in records:
-        names = per_dataset.setdefault(record.dataset, [])
-        names.extend(label for label in (record.labels or [s.label for s in record.spans]) if label not in names)
-    documents = [
-        Document(record.id, record.text, LabelSet(tuple(record.labels or per_dataset[record.dataset])), record.source)
-        for record in records
-    ]
+    documents = gold_documents(records)
     err = stderr_console()
     if not quiet:
         err.print(f"Running extraction on {len(documents)} gold sentences ...", markup=False)

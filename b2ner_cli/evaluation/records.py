@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..io.readers import Document
+from ..prompts import LabelSet
 from .b2ner_metric import answer_from_pairs
 
 
@@ -51,3 +54,18 @@ class UpstreamRecord:
     sentence: str
     gold_answer: str
     predicted_answer: str
+
+
+def label_sets(records: Sequence[GoldRecord]) -> dict[str, tuple[str, ...]]:
+    """Each record's label set: its own ``labels``, else its dataset's labels in order of first appearance."""
+    per_dataset: dict[str, list[str]] = {}
+    for record in records:
+        names = per_dataset.setdefault(record.dataset, [])
+        names.extend(n for n in (record.labels or [s.label for s in record.spans]) if n not in names)
+    return {r.id: tuple(r.labels or per_dataset[r.dataset]) for r in records}
+
+
+def gold_documents(records: Sequence[GoldRecord]) -> list[Document]:
+    """The gold texts as extract documents, each with its label set (to run a model on gold data)."""
+    sets = label_sets(records)
+    return [Document(r.id, r.text, LabelSet(sets[r.id]), r.source) for r in records]

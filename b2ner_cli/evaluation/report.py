@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 from .b2ner_metric import EXCLUDED_FROM_AVERAGE, Counts, language_averages, normalize, score_sentence
-from .records import GoldRecord, PredRecord, Span, UpstreamRecord
+from .records import GoldRecord, PredRecord, Span, UpstreamRecord, label_sets
 
 
 @dataclass
@@ -116,9 +116,7 @@ def evaluate(
     """Both metrics for every dataset in ``gold`` (predictions matched by id)."""
     check_ids(gold, predictions)
     datasets: dict[str, DatasetReport] = {}
-    dataset_labels: dict[str, set[str]] = {}
-    for record in gold:
-        dataset_labels.setdefault(record.dataset, set()).update(record.labels or (s.label for s in record.spans))
+    allowed_by_id = label_sets(gold)
     errors: list[dict[str, object]] = []
     for record in gold:
         predicted = predictions[record.id]
@@ -127,7 +125,7 @@ def evaluate(
         sentence = score_sentence(record.answer(), predicted.answer)
         report.b2ner.add(sentence.counts)
         report._b2ner_sentences.append(sentence.counts)
-        allowed = {normalize(label) for label in (record.labels or dataset_labels[record.dataset])}
+        allowed = {normalize(label) for label in allowed_by_id[record.id]}
         report.unknown_labels += sum(1 for piece in sentence.false_positives if _label_of(piece) not in allowed)
         tp, fp, fn = _strict(record.spans, predicted.spans)
         counts = Counts(len(tp), len(fp), len(fn))

@@ -14,7 +14,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..evaluation.records import GoldRecord
+from ..evaluation.records import GoldRecord, label_sets
 from ..prompts import LabelSet, build_instruction, detect_lang
 
 MAX_LABELS = 18
@@ -43,13 +43,10 @@ class Sample:
 def from_gold(records: Sequence[GoldRecord], labels: Sequence[str] | None = None,
               descriptions: dict[str, str] | None = None) -> list[TrainExample]:  # fmt: skip
     """Training examples from gold records; the label set is ``labels`` or, per dataset, the data's own."""
-    per_dataset: dict[str, list[str]] = {}
-    for record in records:
-        names = per_dataset.setdefault(record.dataset, [])
-        names.extend(n for n in (record.labels or [s.label for s in record.spans]) if n not in names)
+    sets = label_sets(records)
     examples = []
     for record in records:
-        label_set = tuple(labels) if labels else tuple(record.labels or per_dataset[record.dataset])
+        label_set = tuple(labels) if labels else sets[record.id]
         examples.append(
             TrainExample(
                 text=record.text,

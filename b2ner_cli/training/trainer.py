@@ -17,12 +17,10 @@ import torch
 
 from .. import __version__
 from ..errors import InputError, UsageError
-from ..evaluation.records import GoldRecord, PredRecord, Span
+from ..evaluation.records import GoldRecord, PredRecord, Span, gold_documents
 from ..evaluation.report import evaluate
-from ..io.readers import Document
 from ..io.writers import write_json_atomic
 from ..models.resolve import ADAPTER_METADATA
-from ..prompts import LabelSet
 from .data import Sample, TrainExample, encode, epoch_samples
 
 Note = Callable[[str], None]
@@ -232,12 +230,7 @@ def dev_metrics(model: Any, tokenizer: Any, dev: Sequence[GoldRecord], settings:
 
     model.eval()
     generator = HFGenerator(model, tokenizer, max_new_tokens=settings.max_new_tokens)
-    labels_by_dataset: dict[str, list[str]] = {}
-    for record in dev:
-        names = labels_by_dataset.setdefault(record.dataset, [])
-        names.extend(n for n in (record.labels or [s.label for s in record.spans]) if n not in names)
-    documents = [Document(r.id, r.text, LabelSet(tuple(r.labels or labels_by_dataset[r.dataset])), r.source)
-                 for r in dev]  # fmt: skip
+    documents = gold_documents(dev)
     predictions = {}
     for result in extract(documents, generator, None, (), ExtractSettings(batch_size=16)):
         spans = tuple(Span(e.start, e.end, e.label, e.text) for e in result.entities)
