@@ -41,7 +41,8 @@ class Extractor:
         ``no_adapter``, ``offline``, ``device``, ``dtype``, ``quantize``, ``max_memory``, ``merge``,
         ``trust_remote_code``, ``quiet``, ``note``.
         """
-        from .engine.hf import DEFAULT_MAX_NEW_TOKENS, HFGenerator
+        from .engine.base import DEFAULT_MAX_NEW_TOKENS
+        from .engine.hf import HFGenerator
         from .models.loading import load
 
         loaded = load(model, adapter, **load_options)

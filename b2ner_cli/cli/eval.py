@@ -17,6 +17,7 @@ from ..evaluation.readers import is_upstream_predictions, read_gold, read_predic
 from ..evaluation.records import GoldRecord, PredRecord, Span, gold_documents
 from ..evaluation.report import Report, evaluate, evaluate_upstream
 from ..io.writers import JsonlWriter
+from ..pipeline import DEFAULT_BATCH_SIZE
 from .common import (
     AdapterOption,
     BatchSizeOption,
@@ -81,7 +82,7 @@ def eval_(
     model: ModelOption = None,
     adapter: AdapterOption = None,
     offline: OfflineOption = False,
-    batch_size: BatchSizeOption = 32,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     output: Annotated[
         Path | None,
         typer.Option(

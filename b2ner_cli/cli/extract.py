@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from .. import __version__
+from ..engine.base import DEFAULT_MAX_NEW_TOKENS
 from ..errors import UsageError
 from ..io.examples import load_examples
 from ..io.readers import ReadOptions, check_inputs, read_documents
@@ -46,8 +47,6 @@ from .common import (
     stderr_console,
 )
 from .render import TableRenderer
-
-DEFAULT_MAX_NEW_TOKENS = 512  # mirrors engine.hf.DEFAULT_MAX_NEW_TOKENS without importing torch
 
 
 class Lang(str, Enum):

@@ -6,6 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+#: the default cap on answer tokens per prompt (here, torch-free, so the CLI can show it without importing torch).
+DEFAULT_MAX_NEW_TOKENS = 512
+
 
 class BatchTooLarge(Exception):
     """The device ran out of memory for this batch; the pipeline splits it in two and tries again."""

@@ -16,13 +16,24 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 
-from .base import BatchTooLarge, Generation
+from .base import DEFAULT_MAX_NEW_TOKENS, BatchTooLarge, Generation
 
-DEFAULT_MAX_NEW_TOKENS = 512
 #: prefixes shorter than this are not worth caching.
 MIN_PREFIX_TOKENS = 8
 #: a row whose last REPEAT_SPAN tokens repeat REPEAT_TIMES in a row is stopped as a runaway.
 REPEAT_SPAN, REPEAT_TIMES = 8, 3
+
+
+def left_pad(rows: Sequence[list[int]], pad: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows right-aligned in a (len(rows), width) tensor filled with ``pad``, and the mask of real tokens."""
+    width = width or max(len(ids) for ids in rows)
+    padded = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, ids in enumerate(rows):
+        if ids:
+            padded[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            mask[row, width - len(ids) :] = 1
+    return padded, mask
 
 
 def common_prefix_length(batch: Sequence[list[int]]) -> int:
@@ -135,12 +146,8 @@ class HFGenerator:
     @torch.inference_mode()
     def _generate_reference(self, batch: Sequence[list[int]]) -> list[Generation]:
         """transformers' ``generate`` on the left-padded batch (no prefix sharing, no runaway rule)."""
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, ids in enumerate(batch):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, width - len(ids) :] = 1
+        input_ids, attention_mask = left_pad(batch, self.pad_id)
+        width = input_ids.shape[1]
         output = self.model.generate(
             input_ids=input_ids.to(self.device),
             attention_mask=attention_mask.to(self.device),
@@ -189,15 +196,9 @@ class HFGenerator:
     def _generate_cached(self, batch: Sequence[list[int]]) -> list[Generation]:
         """Greedy decoding over [shared prefix from cache][left-padded rest], dropping rows as they finish."""
         shared = self._shared_length(batch)
-        rest = [ids[shared:] for ids in batch]
-        width = max(len(r) for r in rest)
         n = len(batch)
-        input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, shared + width), dtype=torch.long)
-        mask[:, :shared] = 1
-        for row, ids in enumerate(rest):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            mask[row, shared + width - len(ids) :] = 1
+        input_ids, rest_mask = left_pad([ids[shared:] for ids in batch], self.pad_id)
+        mask = torch.cat([torch.ones((n, shared), dtype=torch.long), rest_mask], dim=-1)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         if shared:
             cache = copy.deepcopy(self._prefix(tuple(batch[0][:shared])))

@@ -91,14 +91,10 @@ def micro_batches(encoded: Sequence[tuple[list[int], list[int]]], settings: Trai
 
 def _collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int, device: Any) -> dict[str, torch.Tensor]:
     """Left padding, attention mask, and position ids that follow the mask (as at inference)."""
-    width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for row, (ids, lab) in enumerate(rows):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids)
-        labels[row, width - len(lab) :] = torch.tensor(lab)
-        mask[row, width - len(ids) :] = 1
+    from ..engine.hf import left_pad
+
+    input_ids, mask = left_pad([ids for ids, _ in rows], pad_id)
+    labels, _ = left_pad([lab for _, lab in rows], -100, input_ids.shape[1])
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     batch = {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions, "labels": labels}
     return {k: v.to(device) for k, v in batch.items()}
