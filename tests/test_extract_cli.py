@@ -130,15 +130,6 @@ def test_stdin_and_several_files_keep_input_order(tiny, tmp_path: Path) -> None:
     assert lines[2]["entities"] == EN4_ENTITIES
 
 
-def test_flat_keeps_the_longer_of_overlapping_spans(tiny, tmp_path: Path) -> None:
-    # Overlaps come from grounding; --flat must resolve them in the CLI path too. EN3 has none, so its
-    # output is unchanged; the behaviour on real overlaps is unit-tested in test_grounding.
-    source = tmp_path / "in.txt"
-    source.write_text(EN3 + "\n", encoding="utf-8")
-    result = run("extract", str(source), "-l", LABELS, "--flat", *model_args(tiny))
-    assert json.loads(result.stdout)["entities"] == EN3_ENTITIES
-
-
 def test_table_format_highlights_entities(tiny, tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text(EN1 + "\n" + EN3 + "\n", encoding="utf-8")

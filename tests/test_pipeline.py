@@ -125,3 +125,17 @@ def test_out_of_memory_on_one_prompt_is_a_clear_error() -> None:
 
     with pytest.raises(ModelError, match="Out of memory generating for a single prompt of"):
         list(extract([Document(id="a", text="word")], OutOfMemoryAbove(limit=0), LABELS))
+
+
+def test_flat_setting_resolves_overlaps_in_records() -> None:
+    text = "She moved to New York City last year"
+    generator = ScriptedGenerator()
+    length = len(generator.encode(_instruction(text)))
+    generator.answers[str(length)] = Generation(" location: New York; location: New York City; person: York", 9, True)
+    [overlapping] = extract([Document(id="x", text=text)], generator, LABELS)
+    # "New York" 13-21 and "York" 17-21 lie inside "New York City" 13-26: kept without --flat ...
+    assert [(e.start, e.end, e.label) for e in overlapping.entities] == [
+        (13, 21, "location"), (13, 26, "location"), (17, 21, "person")]  # fmt: skip
+    [flat] = extract([Document(id="x", text=text)], generator, LABELS, settings=ExtractSettings(flat=True))
+    # ... and with it only the longest span survives
+    assert [(e.start, e.end, e.text, e.label) for e in flat.entities] == [(13, 26, "New York City", "location")]
