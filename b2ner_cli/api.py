@@ -11,19 +11,33 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from .engine.base import Generator
+from .engine.base import DEFAULT_MAX_NEW_TOKENS, Generator
 from .io.readers import Document
 from .labels import labels_from_json
-from .pipeline import ExtractSettings, Record, RunStats, extract
+from .models.placement import DeviceChoice, DtypeChoice, Quantize
+from .models.spec import ModelSpec
 from .prompts import Example, LabelSet
+from .records import Record
+from .runs.recognizer import LoadOptions, Note, Recognizer, load_recognizer, stream
+from .runs.settings import ExtractSettings, RunStats, Task
 
 
 class Extractor:
-    """A loaded model plus the pipeline settings; reusable across calls."""
+    """A loaded recognizer (the B2NER LLM, or any registered kind) plus run settings; reusable across calls."""
 
-    def __init__(self, generator: Generator, settings: ExtractSettings | None = None) -> None:
-        self.generator = generator
+    def __init__(self, recognizer: Recognizer | Generator, settings: ExtractSettings | None = None) -> None:
+        if not hasattr(recognizer, "recognize"):  # a bare generator: the LLM path around it
+            from .pipeline import LLMRecognizer
+
+            recognizer = LLMRecognizer(recognizer)  # type: ignore[arg-type]
+        self.recognizer: Recognizer = recognizer  # type: ignore[assignment]
         self.settings = settings or ExtractSettings()
+
+    @property
+    def generator(self) -> Generator:
+        """The generation engine of an LLM recognizer."""
+        generator: Generator = getattr(self.recognizer, "generator")  # noqa: B009
+        return generator
 
     @classmethod
     def load(
@@ -31,28 +45,35 @@ class Extractor:
         model: str | None = None,
         adapter: str | None = None,
         *,
-        max_new_tokens: int | None = None,
+        revision: str | None = None,
+        adapter_revision: str | None = None,
+        no_adapter: bool = False,
+        offline: bool = False,
+        device: DeviceChoice = "auto",
+        dtype: DtypeChoice = "auto",
+        quantize: Quantize = "auto",
+        max_memory: Mapping[int | str, int] | None = None,
+        merge: bool = False,
+        trust_remote_code: bool = False,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        engine: str = "auto",
         settings: ExtractSettings | None = None,
-        **load_options: Any,
+        quiet: bool = False,
+        note: Note | None = None,
     ) -> Extractor:
-        """Load a model (alias, Hub repo id or directory; default ``b2ner-7b``) and its adapter; imports torch.
+        """Load a model (alias, Hub repo id or directory; default ``b2ner-7b``) and its adapter; imports torch."""
+        spec = ModelSpec(
+            model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter,
+            offline=offline, device=device, dtype=dtype, quantize=quantize, max_memory=ModelSpec.memory(max_memory),
+            merge=merge, trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine,
+        )  # fmt: skip
+        return cls.from_spec(spec, settings, quiet=quiet, note=note)
 
-        ``load_options`` are those of :func:`b2ner_cli.models.loading.load`: ``revision``, ``adapter_revision``,
-        ``no_adapter``, ``offline``, ``device``, ``dtype``, ``quantize``, ``max_memory``, ``merge``,
-        ``trust_remote_code``, ``quiet``, ``note``.
-        """
-        from .engine.base import DEFAULT_MAX_NEW_TOKENS
-        from .engine.hf import HFGenerator
-        from .models.loading import load
-
-        loaded = load(model, adapter, **load_options)
-        generator = HFGenerator(
-            loaded.model,
-            loaded.tokenizer,
-            max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
-            info=loaded.info(),
-        )
-        return cls(generator, settings)
+    @classmethod
+    def from_spec(
+        cls, spec: ModelSpec, settings: ExtractSettings | None = None, *, quiet: bool = False, note: Note | None = None
+    ) -> Extractor:
+        return cls(load_recognizer(spec, LoadOptions(quiet, note)), settings)
 
     def iter_extract(
         self,
@@ -61,7 +82,7 @@ class Extractor:
         *,
         examples: Sequence[Example] = (),
         stats: RunStats | None = None,
-        **overrides: object,
+        **overrides: Any,
     ) -> Iterator[Record]:
         """Records in input order, streamed. ``labels`` may map label -> description."""
         label_set = (
@@ -73,13 +94,14 @@ class Extractor:
             t if isinstance(t, Document) else Document(id=str(i), text=t, source=f"text {i}")
             for i, t in enumerate(texts)
         )
-        settings = replace(self.settings, **overrides) if overrides else self.settings  # type: ignore[arg-type]
-        return extract(documents, self.generator, label_set, examples, settings, stats)
+        settings = replace(self.settings, **overrides) if overrides else self.settings
+        task = Task.of(label_set or self.recognizer.labels(), examples, settings)
+        return stream(self.recognizer, documents, task, stats if stats is not None else RunStats())
 
     def extract(
         self,
         texts: Iterable[str | Document],
         labels: Sequence[str] | Mapping[str, str] | LabelSet | None = None,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> list[Record]:
-        return list(self.iter_extract(texts, labels, **kwargs))  # type: ignore[arg-type]
+        return list(self.iter_extract(texts, labels, **kwargs))

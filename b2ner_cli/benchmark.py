@@ -65,6 +65,9 @@ class _Timed:
         self.prompt_tokens += sum(len(ids) for ids in batch)
         return result
 
+    def suggest_batch_tokens(self) -> int | None:
+        return self.inner.suggest_batch_tokens()
+
     def describe(self) -> dict[str, object]:
         return self.inner.describe()
 

@@ -4,33 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 
 from .prompts import is_han
+from .records import Entity, Unmatched
 
-
-@dataclass(frozen=True, order=True)
-class Entity:
-    """A labelled span of the text; ``start``/``end`` are character offsets, ``end`` exclusive."""
-
-    start: int
-    end: int
-    text: str
-    label: str
-
-    def to_dict(self) -> dict[str, object]:
-        return {"start": self.start, "end": self.end, "text": self.text, "label": self.label}
-
-
-@dataclass(frozen=True)
-class Unmatched:
-    """A mention the model gave that does not occur in the text."""
-
-    text: str
-    label: str
-
-    def to_dict(self) -> dict[str, object]:
-        return {"text": self.text, "label": self.label}
+__all__ = ["Entity", "Unmatched", "flatten", "ground", "locate", "shift"]
 
 
 def _is_word_char(char: str) -> bool:
@@ -120,5 +99,5 @@ def shift(entities: Iterable[Entity], offset: int, document: str) -> list[Entity
         start, end = e.start + offset, e.end + offset
         if document[start:end] != e.text:
             raise AssertionError(f"offset mapping broke for {e!r} at {offset}")
-        moved.append(Entity(start, end, e.text, e.label))
+        moved.append(replace(e, start=start, end=end))
     return moved

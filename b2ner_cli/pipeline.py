@@ -1,101 +1,52 @@
-"""The extraction pipeline: documents -> chunks -> prompts -> batched answers -> grounded records.
+"""The B2NER LLM path: documents -> chunks -> prompts -> batched answers -> grounded records.
 
-Torch-free: the generator it is given does the model work.
+:class:`LLMRecognizer` puts it behind the recognizer seam (:mod:`b2ner_cli.runs.recognizer`). Torch-free: the
+generator it is given does the model work.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from itertools import islice
-from typing import Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .answers import is_none_answer, parse_answer
 from .chunking import split_text
 from .engine.base import BatchTooLarge, Generation, Generator
 from .engine.batching import plan_batches
 from .errors import ModelError, UsageError
-from .grounding import Entity, Unmatched, flatten, ground, shift
+from .grounding import flatten, ground, shift
 from .io.readers import Document
-from .prompts import Example, LabelSet, Lang, build_instruction, detect_lang
+from .prompts import Example, LabelSet, Lang, build_instruction, check_prompt_kind, detect_lang
+from .records import Entity, Record, Unmatched
+from .runs.recognizer import ProgressHook, stream
+from .runs.settings import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_CHUNK_TOKENS,
+    DEFAULT_WINDOW,
+    ExtractSettings,
+    LangChoice,
+    RunStats,
+    Task,
+)
 
-LangChoice = Literal["auto", "en", "zh"]
+if TYPE_CHECKING:
+    from .models.spec import ModelSpec
+    from .runs.recognizer import Note
 
-DEFAULT_BATCH_SIZE = 32
-DEFAULT_BATCH_TOKENS = 16384
-DEFAULT_CHUNK_TOKENS = 384
-DEFAULT_WINDOW = 1024
-
-
-@dataclass(frozen=True)
-class ExtractSettings:
-    """How ``extract`` runs; every field has a CLI flag of the same meaning."""
-
-    lang: LangChoice = "auto"
-    flat: bool = False
-    max_chunk_tokens: int = DEFAULT_CHUNK_TOKENS
-    batch_size: int = DEFAULT_BATCH_SIZE
-    batch_tokens: int = DEFAULT_BATCH_TOKENS
-    #: documents read ahead, sorted by length and batched together (bounds memory).
-    window: int = DEFAULT_WINDOW
-
-
-@dataclass
-class Record:
-    """The result for one document."""
-
-    id: str
-    text: str
-    entities: list[Entity]
-    unmatched: list[Unmatched]
-    #: the model's answer as generated (chunk answers joined with "; " for long documents).
-    raw: str
-
-    def relabeled(self, mapping: dict[str, str]) -> Record:
-        """The same record with labels renamed (e.g. canonical names back to the user's own tags)."""
-        if not mapping:
-            return self
-        return Record(
-            self.id,
-            self.text,
-            [Entity(e.start, e.end, e.text, mapping.get(e.label, e.label)) for e in self.entities],
-            [Unmatched(u.text, mapping.get(u.label, u.label)) for u in self.unmatched],
-            self.raw,
-        )
-
-    def to_dict(self, keep_raw: bool = False) -> dict[str, object]:
-        record: dict[str, object] = {
-            "id": self.id,
-            "text": self.text,
-            "entities": [e.to_dict() for e in self.entities],
-            "unmatched": [u.to_dict() for u in self.unmatched],
-        }
-        if keep_raw:
-            record["raw"] = self.raw
-        return record
-
-
-@dataclass
-class RunStats:
-    """Counts over a run, for the summary line and the run metadata."""
-
-    documents: int = 0
-    chunks: int = 0
-    entities: int = 0
-    unmatched: int = 0
-    #: mentions dropped because the model gave a label that was not asked for.
-    unknown_labels: int = 0
-    #: answer pieces that were not ``label: mention``.
-    malformed: int = 0
-    #: chunks whose answer hit the new-token cap or ran away before EOS (their last piece is dropped).
-    truncated: int = 0
-    #: of those, answers stopped for repeating themselves.
-    runaways: int = 0
-    new_tokens: int = 0
-    unknown_label_names: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_BATCH_TOKENS",
+    "DEFAULT_CHUNK_TOKENS",
+    "DEFAULT_WINDOW",
+    "ExtractSettings",
+    "LLMRecognizer",
+    "Record",
+    "RunStats",
+    "dry_run",
+    "extract",
+]
 
 
 @dataclass
@@ -127,11 +78,7 @@ def instruction_for(
 ) -> tuple[Lang, str]:
     label_set = label_set_for(document, labels)
     resolved = resolve_lang(lang, label_set)
-    if examples and label_set.descriptions is not None:
-        raise UsageError(
-            f"{document.source or document.id}: few-shot examples cannot be combined with label descriptions.",
-            "Use either --examples or labels with descriptions.",
-        )
+    check_prompt_kind(label_set, examples, document.source or document.id)
     return resolved, build_instruction(text, label_set, resolved, examples)
 
 
@@ -141,10 +88,10 @@ def dry_run(
     examples: Sequence[Example] = (),
     lang: LangChoice = "auto",
 ) -> Iterator[dict[str, str]]:
-    """``{"id", "lang", "prompt"}`` per document: the instruction after the BOS, for the whole text."""
+    """``{"id", "language", "prompt"}`` per document: the instruction after the BOS, for the whole text."""
     for document in documents:
         resolved, prompt = instruction_for(document.text, document, labels, examples, lang)
-        yield {"id": document.id, "lang": resolved, "prompt": prompt}
+        yield {"id": document.id, "language": resolved, "prompt": prompt}
 
 
 def extract(
@@ -155,26 +102,50 @@ def extract(
     settings: ExtractSettings | None = None,
     stats: RunStats | None = None,
 ) -> Iterator[Record]:
-    """Records for ``documents`` in input order, streamed window by window.
+    """Records for ``documents`` in input order, streamed window by window (see :class:`LLMRecognizer`)."""
+    task = Task.of(labels, examples, settings)
+    yield from stream(LLMRecognizer(generator), documents, task, stats if stats is not None else RunStats())
 
-    Within a window of documents, chunks are sorted by prompt length and batched by a token
-    budget; a record is yielded as soon as it and every record before it are complete.
-    """
-    settings = settings or ExtractSettings()
-    stats = stats if stats is not None else RunStats()
-    iterator = iter(documents)
-    while window := list(islice(iterator, settings.window)):
-        yield from _run_window(window, generator, labels, examples, settings, stats)
+
+class LLMRecognizer:
+    """The B2NER LLM behind the recognizer seam. Within a window, chunks are sorted by prompt length and batched by
+    a token budget; a record is yielded as soon as it and every record before it are complete."""
+
+    kind = "llm"
+
+    def __init__(self, generator: Generator) -> None:
+        self.generator = generator
+
+    @classmethod
+    def load(cls, spec: ModelSpec, *, quiet: bool = False, note: Note | None = None) -> LLMRecognizer:
+        """Load the model a spec names and wrap it in the engine it asks for; imports torch."""
+        from .engine.hf import HFGenerator
+        from .models.loading import load
+
+        if spec.engine not in ("auto", "hf"):
+            raise UsageError(f"Unknown engine `{spec.engine}`.", "Known engines: auto, hf.")
+        loaded = load(spec, quiet=quiet, note=note)
+        return cls(HFGenerator(loaded.model, loaded.tokenizer, max_new_tokens=spec.max_new_tokens, info=loaded.info()))
+
+    def recognize(
+        self, window: Sequence[Document], task: Task, stats: RunStats, progress: ProgressHook | None = None
+    ) -> Iterator[Record]:
+        yield from _run_window(list(window), self.generator, task, stats, progress)
+
+    def labels(self) -> LabelSet | None:
+        return None
+
+    def suggest_batch_tokens(self) -> int | None:
+        return self.generator.suggest_batch_tokens()
+
+    def describe(self) -> dict[str, object]:
+        return {"recognizer": self.kind, **self.generator.describe()}
 
 
 def _run_window(
-    window: list[Document],
-    generator: Generator,
-    labels: LabelSet | None,
-    examples: Sequence[Example],
-    settings: ExtractSettings,
-    stats: RunStats,
+    window: list[Document], generator: Generator, task: Task, stats: RunStats, progress: ProgressHook | None
 ) -> Iterator[Record]:
+    labels, examples, settings = task.labels, task.examples, task.settings
     chunks: list[_Chunk] = []
     per_doc: list[list[_Chunk]] = []
     for index, document in enumerate(window):
@@ -196,6 +167,9 @@ def _run_window(
         ):
             chunks[position].generation = generation
             remaining[chunks[position].doc] -= 1
+        stats.prompts_done += len(batch)
+        if progress is not None:
+            progress()
         while emitted < len(window) and remaining[emitted] == 0:
             yield _assemble(window[emitted], per_doc[emitted], settings, stats)
             emitted += 1

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from .errors import UsageError
+
 PROMPT_ID = "b2ner.prompt.v1"
 
 Lang = Literal["en", "zh"]
@@ -114,6 +116,15 @@ def _fill(template: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1) or "examples"], template)
 
 
+def check_prompt_kind(labels: LabelSet, examples: Sequence[Example], where: str = "") -> None:
+    """Few-shot examples and label descriptions have no published template together: refuse the pair."""
+    if examples and labels.descriptions is not None:
+        raise UsageError(
+            f"{where + ': ' if where else ''}few-shot examples cannot be combined with label descriptions.",
+            "Use either --examples or labels with descriptions.",
+        )
+
+
 def build_instruction(
     text: str,
     labels: LabelSet,
@@ -121,10 +132,9 @@ def build_instruction(
     examples: Sequence[Example] = (),
 ) -> str:
     """The exact instruction the model receives after its BOS, ending with the answer prefix."""
+    check_prompt_kind(labels, examples)
     values = {"labels_str": labels_str(labels), "text": text}
     if examples:
-        if labels.descriptions is not None:
-            raise ValueError("few-shot examples and label descriptions cannot be combined")
         template = FEW_SHOT[lang]
         values["examples"] = "".join(format_example(e, lang) for e in examples)
     elif labels.descriptions is not None:

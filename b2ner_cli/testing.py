@@ -14,6 +14,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from .engine.base import encode_prompt
 from .prompts import ANSWER_PREFIX, FEW_SHOT, WITH_DESCRIPTIONS, ZERO_SHOT
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2, as in InternLM2
@@ -71,10 +72,6 @@ def build_model(vocab_size: int, *, seed: int = 0, hidden_size: int = 64, layers
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=2)
     return model.eval()
-
-
-def encode_prompt(tokenizer: Any, instruction: str) -> list[int]:
-    return [tokenizer.bos_token_id, *tokenizer.encode(instruction, add_special_tokens=False)]
 
 
 def teach(

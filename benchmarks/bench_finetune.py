@@ -55,13 +55,14 @@ def main() -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from b2ner_cli.evaluation.records import GoldRecord, Span
+    from b2ner_cli.evaluation.records import GoldRecord
+    from b2ner_cli.records import Entity
     from b2ner_cli.testing import build_model, build_tokenizer
     from b2ner_cli.training.data import encode, epoch_samples, from_gold
     from b2ner_cli.training.trainer import TrainSettings, train
 
     records = corpus(512)
-    gold = [GoldRecord(str(i), r["text"], tuple(Span(s, e, lab, r["text"][s:e]) for s, e, lab in r["spans"]),
+    gold = [GoldRecord(str(i), r["text"], tuple(Entity(s, e, r["text"][s:e], lab) for s, e, lab in r["spans"]),
                        ("person", "location"), "bench", "en", "bench") for i, r in enumerate(records)]  # fmt: skip
     examples = from_gold(gold)
     tokenizer = build_tokenizer([r["text"] for r in records])

@@ -25,8 +25,9 @@ import json, os, resource, sys, time
 import torch, transformers  # the baseline: what any load needs anyway
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 from b2ner_cli.models.loading import load
+from b2ner_cli.models.spec import ModelSpec
 start = time.perf_counter()
-loaded = load(sys.argv[1], None, device="cpu", quiet=True)
+loaded = load(ModelSpec(sys.argv[1], device="cpu"), quiet=True)
 seconds = time.perf_counter() - start
 params = sum(p.numel() for p in loaded.model.parameters())
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -83,7 +83,7 @@ print(json.dumps({{"heavy": heavy, "out": result.stdout, "code": result.exit_cod
     assert report["code"] == 0
     assert json.loads(report["out"]) == {
         "id": f"{source}:1",
-        "lang": "en",
+        "language": "en",
         "prompt": "Given the label set of entities, please recognize all the entities in the text. The answer format "
         'should be "entity label: entity; entity label: entity". \nLabel Set: person, location \n\n'
         "Text: Barack Obama visited Paris . \nAnswer:",

@@ -12,7 +12,8 @@ from b2ner_cli.cli.app import app
 from b2ner_cli.errors import InputError
 from b2ner_cli.evaluation.b2ner_metric import Counts
 from b2ner_cli.evaluation.readers import read_b2nerd, read_conll, read_gold_jsonl, read_predictions
-from b2ner_cli.evaluation.records import GoldRecord, PredRecord, Span
+from b2ner_cli.evaluation.records import GoldRecord, PredRecord
+from b2ner_cli.records import Entity
 from b2ner_cli.evaluation.report import confidence_interval, evaluate
 
 
@@ -61,11 +62,11 @@ def test_scores_by_hand(tmp_path: Path) -> None:
     assert d.unmatched == 1
 
 
-def span(start: int, end: int, label: str, text: str = "x" * 40) -> Span:
-    return Span(start, end, label, text[start:end])
+def span(start: int, end: int, label: str, text: str = "x" * 40) -> Entity:
+    return Entity(start, end, text[start:end], label)
 
 
-def gold_record(spans: tuple[Span, ...]) -> GoldRecord:
+def gold_record(spans: tuple[Entity, ...]) -> GoldRecord:
     return GoldRecord("1", "x" * 40, spans, ("a", "b"), "d", "en", "test")
 
 
@@ -82,7 +83,7 @@ def test_strict_on_overlapping_and_nested_spans() -> None:
 
 def test_perfect_and_empty_predictions(tmp_path: Path) -> None:
     gold = read_gold_jsonl(write_jsonl(tmp_path / "gold.jsonl", GOLD))
-    perfect = {r.id: PredRecord(r.id, r.spans, r.answer(), 0, "p") for r in gold}
+    perfect = {r.id: PredRecord(r.id, r.entities, r.answer(), 0, "p") for r in gold}
     [d] = evaluate(gold, perfect).datasets
     assert d.b2ner.f1 == 1.0 and d.strict is not None and d.strict.f1 == 1.0 and d.strict_macro_f1 == 1.0
     empty = {r.id: PredRecord(r.id, (), "None", 0, "p") for r in gold}
@@ -107,18 +108,18 @@ def test_conll_bio_iobes_and_bmes(tmp_path: Path) -> None:
                    encoding="utf-8")  # fmt: skip
     first, second = read_conll(bio)
     assert first.text == "Barack Obama visited New York"
-    assert [(s.start, s.end, s.label, s.text) for s in first.spans] == [
+    assert [(s.start, s.end, s.label, s.text) for s in first.entities] == [
         (0, 12, "PER", "Barack Obama"), (21, 29, "LOC", "New York")]  # fmt: skip
-    assert second.spans == () and first.dataset == "bio"
+    assert second.entities == () and first.dataset == "bio"
     iobes = tmp_path / "iobes.txt"
     iobes.write_text("Paris S-LOC\nand O\nSan B-LOC\nJose E-LOC\n", encoding="utf-8")
     [record] = read_conll(iobes)
-    assert [(s.text, s.label) for s in record.spans] == [("Paris", "LOC"), ("San Jose", "LOC")]
+    assert [(s.text, s.label) for s in record.entities] == [("Paris", "LOC"), ("San Jose", "LOC")]
     bmes = tmp_path / "bmes.txt"
     bmes.write_text("李 B-PER\n明 E-PER\n去 O\n北 B-LOC\n京 M-LOC\n市 E-LOC\n", encoding="utf-8")
     [record] = read_conll(bmes)
     assert record.text == "李明去北京市" and record.language == "zh"  # CJK characters join with nothing
-    assert [(s.start, s.end, s.text) for s in record.spans] == [(0, 2, "李明"), (3, 6, "北京市")]
+    assert [(s.start, s.end, s.text) for s in record.entities] == [(0, 2, "李明"), (3, 6, "北京市")]
 
 
 def test_conll_bad_tag(tmp_path: Path) -> None:
@@ -137,7 +138,7 @@ def test_b2nerd_split_file(tmp_path: Path) -> None:
     (folder / "test.json").write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
     [record] = read_b2nerd(folder / "test.json")
     assert (record.id, record.dataset, record.language, record.labels) == ("weibo:0", "weibo", "zh", ("人名", "地名"))
-    assert [(s.start, s.end, s.label) for s in record.spans] == [(0, 2, "人名")]
+    assert [(s.start, s.end, s.label) for s in record.entities] == [(0, 2, "人名")]
     assert record.answer() == "人名: 李明"
     assert read_b2nerd(tmp_path)[0].id == "weibo:0"  # a whole B2NERD folder
 
@@ -244,10 +245,15 @@ def test_eval_with_model_runs_extraction_first(tiny, tmp_path: Path) -> None:
         "entities": [{"start": 0, "end": 12, "label": "person"}, {"start": 21, "end": 30, "label": "organization"},
                      {"start": 34, "end": 41, "label": "location"}],
     }])  # fmt: skip
-    out = tmp_path / "pred.jsonl"
-    result = run("eval", str(gold), "-m", str(tiny.base), "--adapter", str(tiny.adapter), "-o", str(out), "--json",
-                 "-q")  # fmt: skip
+    out, report = tmp_path / "pred.jsonl", tmp_path / "report.json"
+    result = run("eval", str(gold), "-m", str(tiny.base), "--adapter", str(tiny.adapter), "--predictions-out",
+                 str(out), "-o", str(report), "--json", "-q")  # fmt: skip
     assert result.exit_code == 0, result.output
     [d] = json.loads(result.stdout)["datasets"]
     assert d["b2ner"]["f1"] == 1.0 and d["strict"]["f1"] == 1.0
     assert json.loads(out.read_text(encoding="utf-8"))["raw"].startswith(" person: Barack Obama")
+    # -o is the report (the same JSON as --json); the predictions run records its manifest like extract's.
+    assert json.loads(report.read_text(encoding="utf-8")) == json.loads(result.stdout)
+    manifest = json.loads(Path(f"{out}.meta.json").read_text(encoding="utf-8"))
+    assert manifest["status"] == "complete" and manifest["records_written"] == 1
+    assert manifest["backbone"] == str(tiny.base) and manifest["adapter"] == str(tiny.adapter)

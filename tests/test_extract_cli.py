@@ -74,7 +74,7 @@ def test_txt_to_jsonl_file_with_offsets_and_order(tiny, tmp_path: Path) -> None:
     meta = json.loads(Path(f"{out}.meta.json").read_text(encoding="utf-8"))
     assert meta["prompt_id"] == "b2ner.prompt.v1"
     assert meta["status"] == "complete"
-    assert meta["model"] == str(tiny.base) and meta["adapter"] == str(tiny.adapter)
+    assert meta["backbone"] == str(tiny.base) and meta["adapter"] == str(tiny.adapter)
     assert meta["dtype"] == "float32" and meta["device"] == "cpu"
     assert meta["generation"]["decoding"] == "greedy" and meta["generation"]["max_new_tokens"] == 512
     assert meta["records_written"] == 4

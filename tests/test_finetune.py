@@ -122,7 +122,7 @@ def learnable(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 ALL_LINEAR = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 FAST = ["--lora-r", "64", "--lora-alpha", "128", "--lora-dropout", "0", "--target-modules", ALL_LINEAR,
-        "--lr", "3e-3", "-b", "30", "--micro-batch-size", "15", "-q"]  # fmt: skip
+        "--lr", "3e-3", "--train-batch-size", "30", "--micro-batch-size", "15", "-q"]  # fmt: skip
 
 
 @pytest.mark.model
@@ -133,7 +133,7 @@ def test_finetune_then_extract_and_eval(learnable, tmp_path: Path) -> None:
                  "--epochs", "200", "--eval-every", "50", *FAST)  # fmt: skip
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "b2ner_adapter.json").read_text(encoding="utf-8"))
-    assert meta["base_model"] == str(base.resolve()) and meta["labels"] == LABELS
+    assert meta["backbone"] == str(base.resolve()) and meta["labels"] == LABELS
     assert meta["dev_metrics"]["b2ner"]["f1"] >= 0.95
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(history) == 200 and [h["epoch"] for h in history if h["dev"]] == [50, 100, 150, 200]
@@ -160,7 +160,7 @@ def test_resume_gives_the_same_adapter(learnable, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
     base, train_file = learnable
-    settings = ["-m", str(base), "--lora-r", "8", "--lora-alpha", "16", "-b", "10", "--micro-batch-size", "5",
+    settings = ["-m", str(base), "--lora-r", "8", "--lora-alpha", "16", "--train-batch-size", "10", "--micro-batch-size", "5",
                 "--lr", "1e-3", "-q"]  # fmt: skip  # lora dropout 0.05 stays on: the RNG state must resume too
     whole = tmp_path / "whole"
     assert run("finetune", str(train_file), "-o", str(whole), "--epochs", "3", *settings).exit_code == 0
@@ -241,7 +241,7 @@ def test_qlora_on_a_4bit_base(learnable, tmp_path: Path) -> None:
     base, train_file = learnable
     out = tmp_path / "q4"
     result = run("finetune", str(train_file), "-o", str(out), "-m", str(base), "--quantize", "4bit", "--epochs", "2",
-                 "-b", "10", "-q")  # fmt: skip
+                 "--train-batch-size", "10", "-q")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((out / "b2ner_adapter.json").read_text(encoding="utf-8"))["quantization"] == "4bit"
     weights = load_file(str(out / "adapter_model.safetensors"))

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from b2ner_cli.cli.app import app
 from b2ner_cli.errors import ModelError
+from b2ner_cli.models.spec import ModelSpec
 
 pytestmark = pytest.mark.model
 
@@ -27,7 +28,7 @@ def test_4bit_nf4_on_cpu_with_bitsandbytes(tiny) -> None:
 
     from b2ner_cli.models.loading import load
 
-    loaded = load(str(tiny.base), str(tiny.adapter), quantize="4bit")
+    loaded = load(ModelSpec(str(tiny.base), str(tiny.adapter), quantize="4bit"))
     base = loaded.model.get_base_model()
     assert isinstance(base.model.layers[0].self_attn.q_proj.base_layer, Linear4bit)
     assert base.model.layers[0].self_attn.q_proj.base_layer.weight.quant_type == "nf4"
@@ -107,7 +108,7 @@ def test_bitsandbytes_that_cannot_run_is_explained(tiny, monkeypatch: pytest.Mon
     from b2ner_cli.models.loading import load
 
     with pytest.raises(ModelError) as caught:
-        load(str(tiny.base), quantize="4bit")
+        load(ModelSpec(str(tiny.base), quantize="4bit"))
     assert caught.value.message == (
         "4bit loading needs bitsandbytes, which cannot run here (libbitsandbytes_cuda.so: cannot open shared object "
         "file)."
@@ -120,7 +121,7 @@ def test_not_enough_ram_is_refused_before_loading(tiny) -> None:
     from b2ner_cli.models.placement import Hardware
 
     with pytest.raises(ModelError, match=r"needs about 1\.0 GiB of RAM on CPU in float32; this machine has 0\.5 GiB"):
-        load(str(tiny.base), hardware=Hardware(cuda=False, ram_available=2**29))
+        load(ModelSpec(str(tiny.base)), hardware=Hardware(cuda=False, ram_available=2**29))
 
 
 @pytest.mark.parametrize(

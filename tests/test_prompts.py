@@ -6,6 +6,7 @@ import pytest
 from spec import SPEC_ZH_LABELS
 
 import b2ner_cli
+from b2ner_cli.errors import UsageError
 from b2ner_cli.prompts import PROMPT_ID, Example, LabelSet, build_instruction, detect_lang
 
 # --- the two literal examples of spec section 2, copied character for character (BOS included) ---
@@ -215,7 +216,7 @@ def test_example_answer_gets_exactly_one_leading_space() -> None:
 
 def test_few_shot_and_descriptions_together_are_refused() -> None:
     # There is no published template combining both; silently dropping one would mislead.
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="few-shot examples cannot be combined with label descriptions"):
         build_instruction("t", LabelSet(("person",), ("a human",)), "en", (Example("Ada.", "person: Ada"),))
 
 

@@ -6,6 +6,8 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -60,6 +62,40 @@ def boundary(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def note_printer(console: Console, quiet: bool = False) -> Callable[[str], None]:
+    """``Note: ...`` lines on stderr (nothing with --quiet)."""
+    if quiet:
+        return lambda _: None
+    return lambda line: console.print(f"Note: {line}", markup=False)
+
+
+# Shared choices: one enum per option, the same values in every command.
+class Lang(str, Enum):
+    auto = "auto"
+    en = "en"
+    zh = "zh"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Quantize(str, Enum):
+    auto = "auto"
+    none = "none"
+    q8 = "8bit"
+    q4 = "4bit"
+
+
+class Dtype(str, Enum):
+    auto = "auto"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    float32 = "float32"
+
+
 # Shared options: declared once, the same meaning in every command.
 ModelOption = Annotated[
     str | None,
@@ -108,3 +144,25 @@ BatchSizeOption = Annotated[
     ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
+LabelsOption = Annotated[
+    str | None, typer.Option("--labels", "-l", help='Comma-separated labels, e.g. "person,organization,location".')
+]
+LabelsFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--labels-file",
+        help="Labels as a JSON list, one per line, or a JSON object label -> description "
+        "(selects the with-description prompt).",
+    ),
+]
+LangOption = Annotated[
+    Lang, typer.Option("--lang", help="Prompt language; auto: zh when the label names are Chinese, else en.")
+]
+DeviceOption = Annotated[Device, typer.Option("--device", help="auto: the GPUs when there are any.")]
+DtypeOption = Annotated[
+    Dtype, typer.Option("--dtype", help="auto: bfloat16 on GPU (float16 where unsupported), float32 on CPU.")
+]
+QuantizeOption = Annotated[
+    Quantize, typer.Option("--quantize", help="auto: 4-bit NF4 only when the model does not fit in GPU memory.")
+]
+MaxNewTokensOption = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Cap on answer tokens per prompt.")]

@@ -11,13 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .. import __version__
-from ..errors import UsageError
-from ..evaluation.readers import is_upstream_predictions, read_gold, read_predictions, read_upstream
-from ..evaluation.records import GoldRecord, PredRecord, Span, gold_documents
-from ..evaluation.report import Report, evaluate, evaluate_upstream
-from ..io.writers import JsonlWriter
-from ..pipeline import DEFAULT_BATCH_SIZE
+from ..evaluation.job import EvalSpec, run_eval
+from ..evaluation.report import Report
+from ..io.writers import JsonlWriter, write_json_atomic
+from ..models.spec import ModelSpec
+from ..runs.settings import DEFAULT_BATCH_SIZE, ExtractSettings
 from .common import (
     AdapterOption,
     BatchSizeOption,
@@ -28,6 +26,7 @@ from .common import (
     boundary,
     stderr_console,
 )
+from .render import RunView
 
 EPILOG = """[bold]Examples[/]
 
@@ -35,16 +34,10 @@ EPILOG = """[bold]Examples[/]
 
   b2ner eval predict_eval_predictions.jsonl --json
 
-  b2ner eval data/NER_en/mit-movie/test.json -m b2ner-7b -o mit-movie.predictions.jsonl
+  b2ner eval data/NER_en/mit-movie/test.json -m b2ner-7b --predictions-out mit-movie.predictions.jsonl
 
-  b2ner eval gold.conll predictions.jsonl --by-label --bootstrap 1000
+  b2ner eval gold.conll predictions.jsonl --by-label --bootstrap 1000 -o scores.json
 """
-
-METRICS = {
-    "b2ner": "upstream B2NER metric: normalised 'label:mention' strings compared as sets per sentence, micro per "
-    "dataset; averages are unweighted means of dataset F1 per language (math-junior and CAIL2022 left out)",
-    "strict": "exact (start, end, label) matches, micro per dataset; macro_f1 averages the per-label F1",
-}
 
 
 class GoldFormat(str, Enum):
@@ -75,7 +68,12 @@ def eval_(
     predictions: Annotated[
         Path | None, typer.Argument(help="Predictions: the JSONL that `b2ner extract` writes (matched by id).")
     ] = None,
-    gold_format: Annotated[GoldFormat, typer.Option("--format", help="Format of the gold file.")] = GoldFormat.auto,
+    gold_format: Annotated[
+        GoldFormat, typer.Option("--gold-format", help="Format of the gold file.")
+    ] = GoldFormat.auto,
+    old_gold_format: Annotated[
+        GoldFormat | None, typer.Option("--format", hidden=True, help="Old name of --gold-format.")
+    ] = None,
     dataset: Annotated[
         str | None, typer.Option("--dataset", help="Dataset name for a gold file without a dataset field.")
     ] = None,
@@ -83,11 +81,14 @@ def eval_(
     adapter: AdapterOption = None,
     offline: OfflineOption = False,
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
-    output: Annotated[
+    predictions_out: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="With --model: where to write the predictions (default GOLD.predictions.jsonl)."
+            "--predictions-out", help="With --model: where to write the predictions (default GOLD.predictions.jsonl)."
         ),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the report as JSON here (written atomically).")
     ] = None,
     by_label: Annotated[bool, typer.Option("--by-label", help="Also show per-label strict scores.")] = False,
     bootstrap: Annotated[
@@ -101,73 +102,38 @@ def eval_(
     quiet: QuietOption = False,
 ) -> None:
     """Score predictions against gold: the published B2NER metric and strict span matching, side by side."""
-    meta: dict[str, object] = {"b2ner_version": __version__, "gold": str(gold), "metrics": METRICS}
-    if gold.suffix in (".jsonl", ".ndjson") and gold.is_file() and is_upstream_predictions(gold):
-        if predictions is not None:
-            raise UsageError(
-                f"{gold} is an upstream predictions file: it already holds gold and predictions.",
-                "Give it alone: b2ner eval predict_eval_predictions.jsonl",
-            )
-        report = evaluate_upstream(read_upstream(gold), bootstrap=bootstrap, seed=seed)
-        meta["predictions"] = str(gold)
-    else:
-        records = read_gold(gold, gold_format.value, dataset)  # type: ignore[arg-type]
-        if predictions is not None:  # a predictions file wins over --model (which B2NER_MODEL may set)
-            predicted = read_predictions(predictions)
-            meta["predictions"] = str(predictions)
-        elif model is not None or adapter is not None:
-            target = output or Path(gold.name + ".predictions.jsonl")
-            predicted = _run_model(records, model, adapter, offline, batch_size, target, quiet)
-            meta["predictions"] = str(target)
-        else:
-            raise UsageError(
-                "No predictions given.",
-                "Pass the JSONL from `b2ner extract` as a second argument, or --model to run extraction first.",
-            )
-        report = evaluate(records, predicted, bootstrap=bootstrap, seed=seed)
-    if bootstrap:
-        meta.update(bootstrap=bootstrap, seed=seed)
-    report.meta = meta
+    err = stderr_console()
+    if old_gold_format is not None:
+        if not quiet:
+            err.print("Note: --format is now --gold-format in eval.", markup=False)
+        gold_format = old_gold_format
+    run_model = predictions is None and (model is not None or adapter is not None)
+    spec = EvalSpec(
+        gold=gold,
+        predictions=predictions,
+        gold_format=gold_format.value,  # type: ignore[arg-type]
+        dataset=dataset,
+        model=ModelSpec(model, adapter, offline=offline) if run_model else None,
+        predictions_out=predictions_out,
+        settings=ExtractSettings(batch_size=batch_size),
+        bootstrap=bootstrap,
+        seed=seed,
+        quiet=quiet,
+    )
+    with RunView(err, quiet=quiet) as view:
+        report = run_eval(spec, events=view)
+    if run_model and not quiet:
+        err.print(f"Predictions written to {report.meta['predictions']}", markup=False)
     if errors is not None:
         with JsonlWriter(errors) as writer:
             for item in report.errors:
                 writer.write(item)
+    if output is not None:
+        write_json_atomic(output, report.to_dict())
     if as_json:
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
         return
     _render(report, by_label)
-
-
-def _run_model(
-    records: list[GoldRecord],
-    model: str | None,
-    adapter: str | None,
-    offline: bool,
-    batch_size: int,
-    target: Path,
-    quiet: bool,
-) -> dict[str, PredRecord]:
-    """Extract on the gold texts with their gold label sets; write the predictions; return them by id."""
-    from ..api import Extractor
-    from ..pipeline import ExtractSettings
-
-    documents = gold_documents(records)
-    err = stderr_console()
-    if not quiet:
-        err.print(f"Running extraction on {len(documents)} gold sentences ...", markup=False)
-    extractor = Extractor.load(
-        model, adapter, offline=offline, quiet=quiet, settings=ExtractSettings(batch_size=batch_size),
-        note=lambda line: err.print(f"Note: {line}", markup=False),
-    )  # fmt: skip
-    predicted: dict[str, PredRecord] = {}
-    with JsonlWriter(target) as writer:
-        for result in extractor.iter_extract(documents):
-            writer.write(result.to_dict(keep_raw=True))
-            spans = tuple(Span(e.start, e.end, e.label, e.text) for e in result.entities)
-            predicted[result.id] = PredRecord(result.id, spans, result.raw, len(result.unmatched), str(target))
-    if not quiet:
-        err.print(f"Predictions written to {target}", markup=False)
-    return predicted
 
 
 def _render(report: Report, by_label: bool) -> None:

@@ -10,16 +10,29 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .. import __version__
-from ..errors import UsageError
 from ..labels import load_labels_file, parse_labels_arg
-from .common import AdapterOption, ModelOption, OfflineOption, QuietOption, boundary, stderr_console
+from ..models.spec import ModelSpec
+from .common import (
+    AdapterOption,
+    LabelsFileOption,
+    LabelsOption,
+    ModelOption,
+    OfflineOption,
+    Quantize,
+    QuantizeOption,
+    QuietOption,
+    boundary,
+    note_printer,
+    stderr_console,
+)
 
 EPILOG = """[bold]Examples[/]
 
   b2ner finetune train.jsonl --dev dev.jsonl -o my-adapter
 
   b2ner finetune train.jsonl -o my-adapter -m ./llama-dir --lora-r 16 --epochs 3 --dry-run
+
+  b2ner finetune train.jsonl -o my-adapter --train-batch-size 32 --micro-batch-size 4
 
   b2ner extract notes.txt --adapter my-adapter        # backbone and labels come from the adapter
 """
@@ -30,21 +43,13 @@ class Select(str, Enum):
     strict = "strict"
 
 
-class Quantize(str, Enum):
-    auto = "auto"
-    none = "none"
-    q4 = "4bit"
-
-
 @boundary
 def finetune(
     train_file: Annotated[Path, typer.Argument(help="Training data: JSONL like eval's gold, or B2NERD JSON.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the adapter, metrics and checkpoints.")],
     dev_file: Annotated[Path | None, typer.Option("--dev", help="Dev data; the best epoch by dev F1 is kept.")] = None,
-    labels: Annotated[str | None, typer.Option("--labels", "-l", help="Label set (default: from the data).")] = None,
-    labels_file: Annotated[
-        Path | None, typer.Option("--labels-file", help="Labels, or a JSON object label -> description.")
-    ] = None,
+    labels: LabelsOption = None,
+    labels_file: LabelsFileOption = None,
     model: ModelOption = None,
     adapter: AdapterOption = None,
     no_adapter: Annotated[
@@ -59,7 +64,12 @@ def finetune(
     ] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 5,
     lr: Annotated[float, typer.Option("--lr", min=0.0)] = 3e-4,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Global batch (examples).")] = 128,
+    train_batch_size: Annotated[
+        int, typer.Option("--train-batch-size", min=1, help="Global training batch (examples per optimizer step).")
+    ] = 128,
+    old_batch_size: Annotated[
+        int | None, typer.Option("--batch-size", "-b", min=1, hidden=True, help="Old name of --train-batch-size.")
+    ] = None,
     micro_batch_size: Annotated[
         int, typer.Option("--micro-batch-size", min=1, help="Examples per forward pass (gradient accumulation).")
     ] = 8,
@@ -72,9 +82,7 @@ def finetune(
     replay_ratio: Annotated[float, typer.Option("--replay-ratio", min=0.0, help="Replay examples per example.")] = 0.2,
     select: Annotated[Select, typer.Option("--select", help="Metric that picks the best epoch.")] = Select.b2ner,
     eval_every: Annotated[int, typer.Option("--eval-every", min=1, help="Evaluate on --dev every N epochs.")] = 1,
-    quantize: Annotated[
-        Quantize, typer.Option("--quantize", help="auto: QLoRA (4-bit base) when bf16 does not fit.")
-    ] = Quantize.auto,
+    quantize: QuantizeOption = Quantize.auto,
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing")] = False,
     seed: Annotated[int, typer.Option("--seed")] = 42,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --output.")] = False,
@@ -85,61 +93,37 @@ def finetune(
     quiet: QuietOption = False,
 ) -> None:
     """Finetune a LoRA adapter on annotated data; keeps the best adapter by dev F1, usable by extract and eval."""
-    from ..evaluation.readers import read_gold
-    from ..training.data import epoch_samples, from_gold
-    from ..training.setup import LoraSettings, parameter_counts, prepare
-    from ..training.trainer import TrainSettings, check_examples, check_output, train
+    from ..training.job import FinetuneSpec, dry_run_report
+    from ..training.job import finetune as run_finetune
+    from ..training.setup import LoraSettings
+    from ..training.trainer import TrainSettings
 
     err = stderr_console()
-    note = (lambda line: None) if quiet else (lambda line: err.print(f"Note: {line}", markup=False))
-    label_set = parse_labels_arg(labels) if labels else load_labels_file(labels_file) if labels_file else None
-    descriptions = (
-        dict(zip(label_set.names, label_set.descriptions, strict=True))
-        if label_set and label_set.descriptions
-        else None
-    )
-    gold = read_gold(train_file)
-    examples = from_gold(gold, label_set.names if label_set else None, descriptions)
-    check_examples(examples, str(train_file))
-    _warn_labels(examples, note)
-    dev = read_gold(dev_file) if dev_file else []
-    if dev:
-        known = {label for e in examples for label in e.labels}
-        unknown = sorted({s.label for r in dev for s in r.spans} - known)
-        if unknown:
-            note(f"dev labels unknown to training: {', '.join(unknown)}")
-    replay_examples = from_gold(read_gold(replay)) if replay else []
+    note = note_printer(err, quiet)
+    if old_batch_size is not None:
+        note("--batch-size/-b is now --train-batch-size in finetune (-b is the generation batch everywhere).")
+        train_batch_size = old_batch_size
     settings = TrainSettings(
-        epochs=epochs, lr=lr, batch_size=batch_size, micro_batch_size=micro_batch_size, warmup_ratio=warmup_ratio,
-        max_length=max_length, seed=seed, label_dropout=label_dropout, replay_ratio=replay_ratio if replay else 0.0,
-        select=select.value, eval_every=eval_every, gradient_checkpointing=gradient_checkpointing,
+        epochs=epochs, lr=lr, batch_size=train_batch_size, micro_batch_size=micro_batch_size,
+        warmup_ratio=warmup_ratio, max_length=max_length, seed=seed, label_dropout=label_dropout,
+        replay_ratio=replay_ratio if replay else 0.0, select=select.value, eval_every=eval_every,
+        gradient_checkpointing=gradient_checkpointing,
     )  # fmt: skip
-    lora = LoraSettings(lora_r, lora_alpha, lora_dropout, target_modules.split(",") if target_modules else None)
-    if not dry_run:
-        check_output(output, overwrite, resume)
-    trainable, loaded, metadata = prepare(
-        model, adapter, lora, no_adapter=no_adapter,
-        load_options={"offline": offline, "quantize": quantize.value, "quiet": quiet}, note=note, seed=seed,
-    )  # fmt: skip
-    all_labels = list(dict.fromkeys(label for e in examples for label in e.labels))
-    metadata.update(
-        labels=all_labels,
-        label_descriptions=descriptions,
-        train=str(train_file),
-        dev=str(dev_file) if dev_file else None,
-        settings={**settings.__dict__, "lora": lora.__dict__},
+    spec = FinetuneSpec(
+        train_file=train_file,
+        output=output,
+        model=ModelSpec(model, adapter, no_adapter=no_adapter, offline=offline, quantize=quantize.value),  # type: ignore[arg-type]
+        lora=LoraSettings(lora_r, lora_alpha, lora_dropout, target_modules.split(",") if target_modules else None),
+        settings=settings,
+        dev_file=dev_file,
+        replay=replay,
+        labels=parse_labels_arg(labels) if labels else load_labels_file(labels_file) if labels_file else None,
+        resume=resume,
+        overwrite=overwrite,
+        quiet=quiet,
     )
     if dry_run:
-        samples = epoch_samples(examples, seed, 0, label_dropout)
-        tokenizer = loaded.tokenizer
-        lengths = [len(tokenizer.encode(s.instruction + s.target, add_special_tokens=False)) + 2 for s in samples]
-        report: dict[str, Any] = {
-            "b2ner_version": __version__, **metadata, "parameters": parameter_counts(trainable),
-            "examples": len(examples), "dev_examples": len(dev), "replay_examples": len(replay_examples),
-            "tokens_per_epoch": sum(lengths), "longest_example_tokens": max(lengths),
-            "optimizer_steps_per_epoch": -(-len(examples) // batch_size),
-        }  # fmt: skip
-        typer.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+        typer.echo(json.dumps(dry_run_report(spec, note), ensure_ascii=False, indent=2, default=str))
         return
     progress = Progress(
         TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
@@ -154,23 +138,8 @@ def finetune(
             progress.update(task, total=p.total_steps, completed=p.step, epoch=p.epoch, loss=p.loss, lr=p.lr,
                             tps=p.tokens_per_second)  # fmt: skip
 
-        result = train(trainable, loaded.tokenizer, examples, output, settings, dev=dev, replay=replay_examples,
-                       metadata=metadata, resume=resume, on_step=on_step, note=note)  # fmt: skip
-    summary = {"best_epoch": result.best_epoch, "best_dev_metrics": result.best_metrics,
-               "skipped_too_long": result.skipped_too_long, "epochs": result.history}  # fmt: skip
-    (output / "report.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
-    if result.skipped_too_long:
-        note(f"{result.skipped_too_long} examples longer than --max-length {max_length} tokens were skipped.")
+        result = run_finetune(spec, note=note, on_step=on_step)
     if not quiet:
         best = result.best_metrics
         score = f"dev {select.value} F1 {100 * best[select.value]['f1']:.2f}" if best else "no dev set"
         err.print(f"Adapter saved to {output} (epoch {result.best_epoch}, {score}).", markup=False)
-
-
-def _warn_labels(examples: Any, note: Any) -> None:
-    seen = {label for e in examples for label, _ in e.entities}
-    missing = [label for label in dict.fromkeys(label for e in examples for label in e.labels) if label not in seen]
-    if missing:
-        note(f"labels with no training example: {', '.join(missing)}")
-    if not seen:
-        raise UsageError("The training data has no entities at all.", "Annotate some entities before finetuning.")

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.status import Status
 from rich.text import Text
 
-from ..pipeline import Record
+from ..models.registry import DEFAULT_MODEL
+from ..records import Record
+from ..runs.run import Event, Loaded, Loading, Note, Stopped
+from ..runs.run import Progress as Progressed
 
 _STYLES = (
     "bold black on cyan",
@@ -20,11 +28,20 @@ _STYLES = (
 
 
 class TableRenderer:
-    """Prints each record as its text with entities highlighted, then a line per entity."""
+    """Prints each record as its text with entities highlighted, then a line per entity (a run's record sink)."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.styles: dict[str, str] = {}
+        self.count = 0
+        self.path: Path | None = None
+
+    def write(self, record: Record) -> None:
+        self.render(record)
+        self.count += 1
+
+    def close(self, complete: bool) -> None:
+        pass
 
     def style(self, label: str) -> str:
         return self.styles.setdefault(label, _STYLES[len(self.styles) % len(_STYLES)])
@@ -46,3 +63,67 @@ class TableRenderer:
         if not record.entities and not record.unmatched:
             self.console.print(Text("  no entities", style="dim"))
         self.console.print()
+
+
+class RunView:
+    """Shows a run's events on stderr: a loading spinner, a progress line (terminal only), notes, a stop message."""
+
+    def __init__(self, console: Console, *, quiet: bool = False, label: str = "documents") -> None:
+        self.console = console
+        self.quiet = quiet
+        self.show = not quiet and console.is_terminal
+        self._status: Status | None = None
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.completed} " + label),
+            TextColumn("{task.fields[rate]:.1f} docs/s"),
+            TextColumn("{task.fields[entities]} entities"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not self.show,
+            transient=True,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> RunView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop_status()
+        self._progress.stop()
+
+    def _stop_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Loading):
+            if self.show:
+                spec = event.model
+                name = spec.model or DEFAULT_MODEL
+                text = f"Loading model {name}" + (f" with adapter {spec.adapter}" if spec.adapter else "") + " ..."
+                self._status = self.console.status(escape(text))
+                self._status.start()
+        elif isinstance(event, Loaded):
+            self._stop_status()
+        elif isinstance(event, Note):
+            if not self.quiet:
+                self.console.print(f"Note: {event.text}", markup=False)
+        elif isinstance(event, Progressed):
+            if self._task is None:
+                self._progress.start()
+                self._task = self._progress.add_task("run", total=None, rate=0.0, entities=0)
+            stats = event.stats
+            self._progress.update(
+                self._task,
+                completed=stats.documents,
+                entities=stats.entities,
+                rate=stats.documents / max(event.seconds, 1e-9),
+            )
+        elif isinstance(event, Stopped):
+            self._stop_status()
+            self._progress.stop()
+            self.console.print(
+                f"{event.path} holds the {event.records} records completed before the run stopped.", markup=False
+            )

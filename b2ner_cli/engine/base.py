@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 #: the default cap on answer tokens per prompt (here, torch-free, so the CLI can show it without importing torch).
 DEFAULT_MAX_NEW_TOKENS = 512
+
+
+def encode_prompt(tokenizer: Any, instruction: str) -> list[int]:
+    """Token ids of BOS + instruction: exactly one BOS (from the tokenizer, never from the text), none when the
+    tokenizer has no BOS token."""
+    ids: list[int] = list(tokenizer.encode(instruction, add_special_tokens=False))
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is not None and (not ids or ids[0] != bos):
+        ids = [int(bos), *ids]
+    return ids
 
 
 class BatchTooLarge(Exception):
@@ -42,6 +52,10 @@ class Generator(Protocol):
 
     def generate(self, batch: Sequence[list[int]]) -> list[Generation]:
         """Greedy answers for a batch of encoded prompts, in the batch's order."""
+        ...
+
+    def suggest_batch_tokens(self) -> int | None:
+        """A batch token budget from the device memory left free after loading; None to keep the default."""
         ...
 
     def describe(self) -> dict[str, object]:

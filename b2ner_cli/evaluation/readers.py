@@ -9,8 +9,9 @@ from typing import Any, Literal
 
 from ..errors import InputError
 from ..prompts import detect_lang
+from ..records import Entity
 from .b2ner_metric import answer_from_pairs
-from .records import GoldRecord, PredRecord, Span, UpstreamRecord
+from .records import GoldRecord, PredRecord, UpstreamRecord
 
 GoldFormat = Literal["auto", "jsonl", "b2nerd", "conll"]
 _BOM = "\ufeff"
@@ -52,7 +53,7 @@ def is_upstream_predictions(path: Path) -> bool:
     return False
 
 
-def _spans(entities: Any, text: str, where: str, *, check_text: bool = True) -> tuple[Span, ...]:
+def _spans(entities: Any, text: str, where: str, *, check_text: bool = True) -> tuple[Entity, ...]:
     if not isinstance(entities, list):
         raise InputError(f'{where}: "entities" must be a list.')
     spans = []
@@ -79,11 +80,11 @@ def _spans(entities: Any, text: str, where: str, *, check_text: bool = True) -> 
                 f'{where}: entity {start}-{end} says "{given}" but the text there is "{mention}".',
                 "Offsets must be character offsets into this record's text (end exclusive).",
             )
-        spans.append(Span(start, end, label, mention))
+        spans.append(Entity(start, end, mention, label))
     return tuple(spans)
 
 
-def _language(labels: tuple[str, ...] | None, spans: tuple[Span, ...], given: Any) -> str:
+def _language(labels: tuple[str, ...] | None, spans: tuple[Entity, ...], given: Any) -> str:
     if given in ("en", "zh"):
         return str(given)
     names = list(labels or ()) or [s.label for s in spans]
@@ -104,7 +105,7 @@ def read_gold_jsonl(path: Path, dataset: str | None = None) -> list[GoldRecord]:
             GoldRecord(
                 id=str(record.get("id", f"{path}:{where.rsplit(' ', 1)[-1]}")),
                 text=text,
-                spans=spans,
+                entities=spans,
                 labels=label_names,
                 dataset=str(record.get("dataset") or dataset or path.stem),
                 language=_language(label_names, spans, record.get("language")),
@@ -154,7 +155,7 @@ def read_b2nerd(path: Path, dataset: str | None = None) -> list[GoldRecord]:
             GoldRecord(
                 id=f"{name}:{index}",
                 text=sentence,
-                spans=checked,
+                entities=checked,
                 labels=own,
                 dataset=name,
                 language=language or _language(own, checked, None),
@@ -197,7 +198,7 @@ def _conll_sentence(tokens: list[tuple[str, str, int]], path: Path, dataset: str
             text += joiner
         offsets.append((len(text), len(text) + len(token)))
         text += token
-    spans: list[Span] = []
+    spans: list[Entity] = []
     current: tuple[int, str] | None = None  # (start token index, label)
 
     def close(end_token: int) -> None:
@@ -205,7 +206,7 @@ def _conll_sentence(tokens: list[tuple[str, str, int]], path: Path, dataset: str
         if current is not None:
             start = offsets[current[0]][0]
             end = offsets[end_token][1]
-            spans.append(Span(start, end, current[1], text[start:end]))
+            spans.append(Entity(start, end, text[start:end], current[1]))
             current = None
 
     for i, (_, tag, number) in enumerate(tokens):
@@ -226,7 +227,7 @@ def _conll_sentence(tokens: list[tuple[str, str, int]], path: Path, dataset: str
     return GoldRecord(
         id=f"{path}:{index + 1}",
         text=text,
-        spans=tuple(spans),
+        entities=tuple(spans),
         labels=None,
         dataset=dataset,
         language="zh" if joiner == "" else _language(labels, tuple(spans), None),

@@ -7,22 +7,15 @@ from dataclasses import dataclass
 
 from ..io.readers import Document
 from ..prompts import LabelSet
+from ..records import Entity
 from .b2ner_metric import answer_from_pairs
-
-
-@dataclass(frozen=True)
-class Span:
-    start: int
-    end: int
-    label: str
-    text: str
 
 
 @dataclass(frozen=True)
 class GoldRecord:
     id: str
     text: str
-    spans: tuple[Span, ...]
+    entities: tuple[Entity, ...]
     #: the label set the sentence was (or is to be) prompted with; None when the source gives none.
     labels: tuple[str, ...] | None
     dataset: str
@@ -31,13 +24,13 @@ class GoldRecord:
 
     def answer(self) -> str:
         """The gold answer in B2NER grammar, as upstream's targets are written."""
-        return answer_from_pairs((s.label, s.text) for s in self.spans)
+        return answer_from_pairs((e.label, e.text) for e in self.entities)
 
 
 @dataclass(frozen=True)
 class PredRecord:
     id: str
-    spans: tuple[Span, ...]
+    entities: tuple[Entity, ...]
     #: the model's answer: ``raw`` when extract kept it, else rebuilt from entities and unmatched mentions.
     answer: str
     unmatched: int
@@ -61,7 +54,7 @@ def label_sets(records: Sequence[GoldRecord]) -> dict[str, tuple[str, ...]]:
     per_dataset: dict[str, list[str]] = {}
     for record in records:
         names = per_dataset.setdefault(record.dataset, [])
-        names.extend(n for n in (record.labels or [s.label for s in record.spans]) if n not in names)
+        names.extend(n for n in (record.labels or [e.label for e in record.entities]) if n not in names)
     return {r.id: tuple(r.labels or per_dataset[r.dataset]) for r in records}
 
 

@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import InputError
+from ..records import Entity
 from .b2ner_metric import EXCLUDED_FROM_AVERAGE, Counts, language_averages, normalize, score_sentence
-from .records import GoldRecord, PredRecord, Span, UpstreamRecord, label_sets
+from .records import GoldRecord, PredRecord, UpstreamRecord, label_sets
 
 
 @dataclass
@@ -78,7 +79,7 @@ def _label_of(piece: str) -> str:
     return piece.partition(":")[0]
 
 
-def _strict(gold: Sequence[Span], predicted: Sequence[Span]) -> tuple[set[tuple[int, int, str]], ...]:
+def _strict(gold: Sequence[Entity], predicted: Sequence[Entity]) -> tuple[set[tuple[int, int, str]], ...]:
     g = {(s.start, s.end, s.label) for s in gold}
     p = {(s.start, s.end, s.label) for s in predicted}
     return g & p, p - g, g - p
@@ -127,7 +128,7 @@ def evaluate(
         report._b2ner_sentences.append(sentence.counts)
         allowed = {normalize(label) for label in allowed_by_id[record.id]}
         report.unknown_labels += sum(1 for piece in sentence.false_positives if _label_of(piece) not in allowed)
-        tp, fp, fn = _strict(record.spans, predicted.spans)
+        tp, fp, fn = _strict(record.entities, predicted.entities)
         counts = Counts(len(tp), len(fp), len(fn))
         assert report.strict is not None
         report.strict.add(counts)

@@ -12,8 +12,9 @@ from typing import Any
 from ..errors import AdapterError, ModelError
 from . import placement
 from .hub import looks_like_repo_id
-from .placement import DeviceChoice, DtypeChoice, Hardware, Plan, Quantize, safetensors_shapes
-from .resolve import ModelSource, Resolved, read_json, resolve
+from .placement import Hardware, Plan, safetensors_shapes
+from .resolve import ModelSource, Resolved, read_json, resolve_spec
+from .spec import ModelSpec
 
 Note = Callable[[str], None]
 
@@ -29,10 +30,10 @@ class LoadedModel:
     def info(self) -> dict[str, object]:
         backbone, adapter = self.resolved.backbone, self.resolved.adapter
         return {
-            "model": backbone.ref,
-            "model_repo": backbone.repo_id,
-            "model_revision": backbone.revision,
-            "model_path": str(backbone.path),
+            "backbone": backbone.ref,
+            "backbone_repo": backbone.repo_id,
+            "backbone_revision": backbone.revision,
+            "backbone_path": str(backbone.path),
             "adapter": adapter.ref if adapter else None,
             "adapter_repo": adapter.repo_id if adapter else None,
             "adapter_revision": adapter.revision if adapter else None,
@@ -83,20 +84,9 @@ def load_tokenizer(source: ModelSource, path: Path | None = None, trust_remote_c
 
 
 def load(
-    model: str | None = None,
-    adapter: str | None = None,
+    spec: ModelSpec,
     *,
-    revision: str | None = None,
-    adapter_revision: str | None = None,
-    no_adapter: bool = False,
-    offline: bool = False,
-    device: DeviceChoice = "auto",
-    dtype: DtypeChoice = "auto",
-    quantize: Quantize = "auto",
-    max_memory: dict[int | str, int] | None = None,
-    merge: bool = False,
     trainable: bool = False,
-    trust_remote_code: bool = False,
     quiet: bool = False,
     note: Note | None = None,
     hardware: Hardware | None = None,
@@ -104,22 +94,19 @@ def load(
     """Resolve, check, place and load a backbone with its adapter. ``note`` receives stderr-worthy notes."""
     note = note or (lambda _: None)
     quiet_library_logs()
-    resolved = resolve(
-        model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter,
-        offline=offline, quiet=quiet, trust_remote_code=trust_remote_code,
-    )  # fmt: skip
+    resolved = resolve_spec(spec, quiet=quiet)
     backbone = resolved.backbone
     config = read_json(backbone, "config.json")
     # Plan first (from safetensors headers or the config): refuse before any conversion or weight read.
     params = placement.count_parameters(backbone.path, config)
     chosen = placement.plan(
-        params, hardware or detect_hardware(), quantize=quantize, device=device, dtype=dtype,
-        max_memory=max_memory, name=f"Model `{backbone.ref}`",
+        params, hardware or detect_hardware(), quantize=spec.quantize, device=spec.device, dtype=spec.dtype,
+        max_memory=spec.max_memory_dict(), name=f"Model `{backbone.ref}`",
     )  # fmt: skip
     for line in chosen.notes:
         note(line)
     weights_dir, adapter_dir = backbone.path, resolved.adapter.path if resolved.adapter else None
-    internlm2 = config.get("model_type") == "internlm2" and not trust_remote_code
+    internlm2 = config.get("model_type") == "internlm2" and not spec.trust_remote_code
     if internlm2:
         from .prepare import prepare
 
@@ -131,8 +118,8 @@ def load(
 
         tokenizer = load_internlm2_tokenizer(backbone.path)
     else:
-        tokenizer = load_tokenizer(backbone, weights_dir, trust_remote_code)
-    loaded = _load_weights(backbone, weights_dir, chosen, trust_remote_code)
+        tokenizer = load_tokenizer(backbone, weights_dir, spec.trust_remote_code)
+    loaded = _load_weights(backbone, weights_dir, chosen, spec.trust_remote_code)
     if trainable and chosen.quantize is not None:
         from peft import prepare_model_for_kbit_training
 
@@ -140,9 +127,9 @@ def load(
     merged = False
     if resolved.adapter is not None and adapter_dir is not None:
         loaded = attach_adapter(loaded, resolved.adapter, adapter_dir, backbone, trainable=trainable)
-        if merge and chosen.quantize is None:
+        if spec.merge and chosen.quantize is None:
             loaded, merged = loaded.merge_and_unload(), True
-        elif merge:
+        elif spec.merge:
             note("--merge ignored: a quantized model keeps its adapter separate.")
     if not trainable:
         loaded.eval()

@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import AdapterError, ModelError
 from . import hub
 from .registry import DEFAULT_MODEL, lookup
+from .spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,9 @@ def resolve(
     """
     if model is None and adapter is not None:
         meta = adapter_metadata(adapter)
-        if meta and isinstance(meta.get("base_model"), str):
-            model = meta["base_model"]
-            revision = revision or meta.get("base_model_revision")
+        named = adapter_backbone(meta)
+        if named is not None:
+            model, revision = named[0], revision or named[1]
     name = model or DEFAULT_MODEL
     entry = lookup(name)
     backbone_ref, adapter_ref = name, adapter
@@ -73,7 +74,26 @@ def resolve(
     return Resolved(backbone, located_adapter, alias=name if entry else None)
 
 
+def resolve_spec(spec: ModelSpec, *, quiet: bool = False) -> Resolved:
+    """:func:`resolve` for a :class:`ModelSpec`."""
+    return resolve(
+        spec.model, spec.adapter, revision=spec.revision, adapter_revision=spec.adapter_revision,
+        no_adapter=spec.no_adapter, offline=spec.offline, quiet=quiet, trust_remote_code=spec.trust_remote_code,
+    )  # fmt: skip
+
+
 ADAPTER_METADATA = "b2ner_adapter.json"
+
+
+def adapter_backbone(meta: dict[str, Any] | None) -> tuple[str, str | None] | None:
+    """The backbone (and its revision) an adapter's metadata names; ``base_model`` is the pre-0.2 key."""
+    if not meta:
+        return None
+    for key in ("backbone", "base_model"):
+        if isinstance(meta.get(key), str):
+            revision = meta.get(f"{key}_revision")
+            return meta[key], revision if isinstance(revision, str) else None
+    return None
 
 
 def adapter_metadata(adapter: str) -> dict[str, Any] | None:

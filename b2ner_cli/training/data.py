@@ -50,7 +50,7 @@ def from_gold(records: Sequence[GoldRecord], labels: Sequence[str] | None = None
         examples.append(
             TrainExample(
                 text=record.text,
-                entities=tuple((s.label, s.text) for s in sorted(record.spans, key=lambda s: (s.start, s.end))),
+                entities=tuple((s.label, s.text) for s in sorted(record.entities, key=lambda s: (s.start, s.end))),
                 labels=label_set,
                 descriptions=descriptions,
                 lang=record.language,
@@ -94,11 +94,10 @@ def epoch_samples(examples: Sequence[TrainExample], seed: int, epoch: int, label
 def encode(sample: Sample, tokenizer: object, max_length: int) -> tuple[list[int], list[int]] | None:
     """Token ids (BOS + instruction + target + EOS) and labels (-100 on the prompt): the loss covers the target and
     EOS only. None when the example is longer than ``max_length`` (it is skipped and counted, never truncated)."""
-    bos = getattr(tokenizer, "bos_token_id", None)
+    from ..engine.base import encode_prompt
+
     eos = getattr(tokenizer, "eos_token_id", None)
-    prompt = tokenizer.encode(sample.instruction, add_special_tokens=False)  # type: ignore[attr-defined]
-    if bos is not None:
-        prompt = [bos, *prompt]
+    prompt = encode_prompt(tokenizer, sample.instruction)
     target = [*tokenizer.encode(sample.target, add_special_tokens=False), eos]  # type: ignore[attr-defined]
     if len(prompt) + len(target) > max_length:
         return None

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models.loading import LoadedModel, Note, load
+from ..models.spec import ModelSpec
 
 #: B2NER trains LoRA on the fused query/key/value projection; on the Llama layout that is q, k and v.
 LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj"]
@@ -25,18 +26,11 @@ def default_targets(model: Any) -> list[str] | str:
     return LLAMA_TARGETS if set(LLAMA_TARGETS) <= names else "all-linear"
 
 
-def prepare(
-    model: str | None,
-    adapter: str | None,
-    lora: LoraSettings,
-    *,
-    no_adapter: bool = False,
-    load_options: dict[str, Any] | None = None,
-    note: Note | None = None,
-    seed: int = 42,
+def trainable_model(
+    spec: ModelSpec, lora: LoraSettings, *, note: Note | None = None, seed: int = 42, quiet: bool = False
 ) -> tuple[Any, LoadedModel, dict[str, Any]]:
     """The trainable model, what was loaded, and the metadata to store with the adapter."""
-    loaded = load(model, adapter, no_adapter=no_adapter, trainable=True, note=note, **(load_options or {}))
+    loaded = load(spec, trainable=True, note=note, quiet=quiet)
     from peft import LoraConfig, get_peft_model  # after load(), which quiets the libraries' logs first
 
     backbone = loaded.resolved.backbone
@@ -56,11 +50,11 @@ def prepare(
         )
         trainable = get_peft_model(loaded.model, config)
     ref = backbone.ref
-    base_model = str(Path(ref).expanduser().resolve()) if Path(ref).expanduser().exists() else ref
+    name = str(Path(ref).expanduser().resolve()) if Path(ref).expanduser().exists() else ref
     metadata = {
-        "base_model": base_model,
-        "base_model_repo": backbone.repo_id,
-        "base_model_revision": backbone.revision,
+        "backbone": name,
+        "backbone_repo": backbone.repo_id,
+        "backbone_revision": backbone.revision,
         "started_from_adapter": started_from,
         "quantization": loaded.plan.quantize,
     }

@@ -17,7 +17,7 @@ import torch
 
 from .. import __version__
 from ..errors import InputError, UsageError
-from ..evaluation.records import GoldRecord, PredRecord, Span, gold_documents
+from ..evaluation.records import GoldRecord
 from ..evaluation.report import evaluate
 from ..io.writers import write_json_atomic
 from ..models.resolve import ADAPTER_METADATA
@@ -43,7 +43,6 @@ class TrainSettings:
     replay_ratio: float = 0.0
     select: str = "b2ner"
     eval_every: int = 1  # epochs
-    max_new_tokens: int = 256
     gradient_checkpointing: bool = False
 
 
@@ -220,18 +219,17 @@ def _score(metrics: dict[str, Any] | None, select: str) -> float | None:
 
 
 def dev_metrics(model: Any, tokenizer: Any, dev: Sequence[GoldRecord], settings: TrainSettings) -> dict[str, Any]:
-    """Extract on the dev texts with their label sets and score both metrics (micro over all dev records)."""
+    """Extract on the dev texts with their label sets and score both metrics (micro over all dev records), with the
+    same run code and defaults as ``b2ner eval -m``."""
     from ..engine.hf import HFGenerator
-    from ..pipeline import ExtractSettings, extract
+    from ..evaluation.predict import predict_gold
+    from ..models.spec import ModelSpec
+    from ..pipeline import LLMRecognizer
 
     model.eval()
-    generator = HFGenerator(model, tokenizer, max_new_tokens=settings.max_new_tokens)
-    documents = gold_documents(dev)
-    predictions = {}
-    for result in extract(documents, generator, None, (), ExtractSettings(batch_size=16)):
-        spans = tuple(Span(e.start, e.end, e.label, e.text) for e in result.entities)
-        predictions[result.id] = PredRecord(result.id, spans, result.raw, len(result.unmatched), "dev")
-    single = [GoldRecord(r.id, r.text, r.spans, r.labels, "dev", r.language, r.source) for r in dev]
+    recognizer = LLMRecognizer(HFGenerator(model, tokenizer))
+    predictions = predict_gold(dev, ModelSpec(), recognizer=recognizer)
+    single = [GoldRecord(r.id, r.text, r.entities, r.labels, "dev", r.language, r.source) for r in dev]
     [report] = evaluate(single, predictions).datasets
     model.train()
     return {"b2ner": report.b2ner.to_dict(), "strict": {**report.strict.to_dict(), "macro_f1": report.strict_macro_f1}}  # type: ignore[union-attr]

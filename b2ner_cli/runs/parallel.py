@@ -1,5 +1,5 @@
-"""Data-parallel extraction: one model replica per worker process (one per GPU), inputs sharded by window,
-outputs merged back in input order. Memory stays bounded: at most two windows per worker are in flight."""
+"""Data-parallel runs: one recognizer replica per worker process (one per GPU), inputs sharded by window,
+records merged back in input order. Memory stays bounded: at most two windows per worker are in flight."""
 
 from __future__ import annotations
 
@@ -7,47 +7,52 @@ import multiprocessing
 import os
 import queue
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import fields
+from dataclasses import replace
 from itertools import islice
 from typing import Any
 
-from .errors import B2nerError, ModelError
-from .io.readers import Document
-from .pipeline import ExtractSettings, Record, RunStats
-from .prompts import Example, LabelSet
+from ..errors import B2nerError, ModelError, UsageError
+from ..io.readers import Document
+from ..models.spec import ModelSpec
+from ..records import Record
+from .settings import RunStats, Task
 
 
-def _worker(index: int, device: str, threads: int, load: dict[str, Any], labels: LabelSet | None,
-            examples: Sequence[Example], settings: ExtractSettings, tasks: Any, results: Any) -> None:  # fmt: skip
+def _worker(index: int, device: str, threads: int, spec: ModelSpec, task: Task, tasks: Any, results: Any) -> None:
     if device.startswith("cuda:"):
         os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]  # this replica sees its own GPU as cuda:0
     try:
         import torch
 
         torch.set_num_threads(threads)
-        from .api import Extractor
-        from .pipeline import extract
+        from .recognizer import LoadOptions, load_recognizer
 
-        extractor = Extractor.load(**load, device="cpu" if device == "cpu" else "cuda", settings=settings)
-        results.put(("ready", index, extractor.generator.describe()))
-        while (task := tasks.get()) is not None:
-            number, documents = task
+        recognizer = load_recognizer(
+            replace(spec, device="cpu" if device == "cpu" else "cuda"), LoadOptions(quiet=True)
+        )
+        results.put(("ready", index, recognizer.describe()))
+        while (work := tasks.get()) is not None:
+            number, documents = work
             stats = RunStats()
-            records = list(extract(documents, extractor.generator, labels, examples, settings, stats))
+            records = list(recognizer.recognize(documents, task, stats))
             results.put(("done", number, (records, stats)))
     except BaseException as exc:  # report everything, including user errors, to the parent
         results.put(("error", index, exc if isinstance(exc, B2nerError) else RuntimeError(repr(exc))))
 
 
-def _add(total: RunStats, part: RunStats) -> None:
-    for f in fields(RunStats):
-        value = getattr(part, f.name)
-        if isinstance(value, dict):
-            merged = getattr(total, f.name)
-            for key, count in value.items():
-                merged[key] = merged.get(key, 0) + count
-        else:
-            setattr(total, f.name, getattr(total, f.name) + value)
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def replica_count(choice: str, device: str) -> int:
+    """``--data-parallel``: a number of replicas, or auto (one per visible GPU when there are several)."""
+    if choice == "auto":
+        return gpu_count() if device != "cpu" and gpu_count() > 1 else 1
+    if not choice.isdigit() or int(choice) < 1:
+        raise UsageError(f"--data-parallel {choice}: expected a positive number or auto.")
+    return int(choice)
 
 
 def devices_for(workers: int, gpus: int) -> list[str]:
@@ -55,30 +60,24 @@ def devices_for(workers: int, gpus: int) -> list[str]:
     return [f"cuda:{i}" for i in range(workers)] if gpus >= workers else ["cpu"] * workers
 
 
-def parallel_extract(
+def parallel_stream(
     documents: Iterable[Document],
-    load: dict[str, Any],
-    labels: LabelSet | None,
-    examples: Sequence[Example],
-    settings: ExtractSettings,
+    spec: ModelSpec,
+    task: Task,
     devices: Sequence[str],
     stats: RunStats,
     *,
     window: int = 256,
     described: dict[str, object] | None = None,
 ) -> Iterator[Record]:
-    """Records in input order, computed by ``len(devices)`` worker processes, each with its own model replica."""
+    """Records in input order, computed by ``len(devices)`` worker processes, each with its own replica of ``spec``."""
     context = multiprocessing.get_context("spawn")
     workers = len(devices)
     threads = max(1, (os.cpu_count() or 1) // workers)
     tasks = [context.Queue() for _ in range(workers)]
     results = context.Queue()
     processes = [
-        context.Process(
-            target=_worker,
-            args=(i, devices[i], threads, load, labels, list(examples), settings, tasks[i], results),
-            daemon=True,
-        )
+        context.Process(target=_worker, args=(i, devices[i], threads, spec, task, tasks[i], results), daemon=True)
         for i in range(workers)
     ]
     for process in processes:
@@ -126,7 +125,7 @@ def _run(documents: Iterator[Document], tasks: list[Any], results: Any, processe
                 described.update(payload)
             continue
         records, part = payload
-        _add(stats, part)
+        stats.add(part)
         finished[number] = records
         while emitted in finished:
             yield from finished.pop(emitted)

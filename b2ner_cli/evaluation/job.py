@@ -1,0 +1,73 @@
+"""``b2ner eval`` as a function: gold (+ predictions, or a model to run first) in, a :class:`Report` out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..errors import UsageError
+from ..models.spec import ModelSpec
+from ..runs.run import Events
+from ..runs.settings import ExtractSettings
+from .readers import GoldFormat, is_upstream_predictions, read_gold, read_predictions, read_upstream
+from .report import Report, evaluate, evaluate_upstream
+
+METRICS = {
+    "b2ner": "upstream B2NER metric: normalised 'label:mention' strings compared as sets per sentence, micro per "
+    "dataset; averages are unweighted means of dataset F1 per language (math-junior and CAIL2022 left out)",
+    "strict": "exact (start, end, label) matches, micro per dataset; macro_f1 averages the per-label F1",
+}
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    gold: Path
+    #: extract's JSONL; when None, ``model`` runs on the gold texts first.
+    predictions: Path | None = None
+    gold_format: GoldFormat = "auto"
+    dataset: str | None = None
+    model: ModelSpec | None = None
+    #: where ``model``'s predictions are written (default: GOLD.predictions.jsonl in the working directory).
+    predictions_out: Path | None = None
+    settings: ExtractSettings = field(default_factory=ExtractSettings)
+    bootstrap: int = 0
+    seed: int = 0
+    quiet: bool = False
+
+
+def run_eval(spec: EvalSpec, events: Events | None = None) -> Report:
+    """Score predictions against gold with both metrics (an upstream predictions file holds both)."""
+    meta: dict[str, object] = {"b2ner_version": __version__, "gold": str(spec.gold), "metrics": METRICS}
+    gold = spec.gold
+    if gold.suffix in (".jsonl", ".ndjson") and gold.is_file() and is_upstream_predictions(gold):
+        if spec.predictions is not None:
+            raise UsageError(
+                f"{gold} is an upstream predictions file: it already holds gold and predictions.",
+                "Give it alone: b2ner eval predict_eval_predictions.jsonl",
+            )
+        report = evaluate_upstream(read_upstream(gold), bootstrap=spec.bootstrap, seed=spec.seed)
+        meta["predictions"] = str(gold)
+    else:
+        records = read_gold(gold, spec.gold_format, spec.dataset)
+        if spec.predictions is not None:  # a predictions file wins over --model (which B2NER_MODEL may set)
+            predicted = read_predictions(spec.predictions)
+            meta["predictions"] = str(spec.predictions)
+        elif spec.model is not None:
+            from .predict import predict_gold
+
+            target = spec.predictions_out or Path(gold.name + ".predictions.jsonl")
+            predicted = predict_gold(
+                records, spec.model, settings=spec.settings, output=target, events=events, quiet=spec.quiet
+            )
+            meta["predictions"] = str(target)
+        else:
+            raise UsageError(
+                "No predictions given.",
+                "Pass the JSONL from `b2ner extract` as a second argument, or --model to run extraction first.",
+            )
+        report = evaluate(records, predicted, bootstrap=spec.bootstrap, seed=spec.seed)
+    if spec.bootstrap:
+        meta.update(bootstrap=spec.bootstrap, seed=spec.seed)
+    report.meta = meta
+    return report

@@ -1,0 +1,52 @@
+"""Which model to load and how: one frozen value that commands build, workers and ranks receive, and runs record."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+from ..engine.base import DEFAULT_MAX_NEW_TOKENS
+from .placement import DeviceChoice, DtypeChoice, Quantize
+
+EngineChoice = str  # "auto" or a name in the engine registry
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that says which model (and adapter) to load and how to place and run it.
+
+    ``model`` is an alias (``b2ner-7b``), a Hub repo id or a directory; None means the default model, or the
+    backbone an adapter from ``b2ner finetune`` names. Hashable and picklable (sent to worker processes).
+    """
+
+    model: str | None = None
+    adapter: str | None = None
+    revision: str | None = None
+    adapter_revision: str | None = None
+    no_adapter: bool = False
+    offline: bool = False
+    device: DeviceChoice = "auto"
+    dtype: DtypeChoice = "auto"
+    quantize: Quantize = "auto"
+    #: per-device memory budgets (device -> bytes) for spreading a model over GPUs.
+    max_memory: tuple[tuple[int | str, int], ...] | None = None
+    merge: bool = False
+    trust_remote_code: bool = False
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    engine: EngineChoice = "auto"
+    #: how the model is used: "auto" (detected from the model directory), "llm", or a registered recognizer kind.
+    kind: str = "auto"
+
+    @staticmethod
+    def memory(values: Mapping[int | str, int] | None) -> tuple[tuple[int | str, int], ...] | None:
+        """``max_memory`` as the spec stores it (from ``parse_max_memory``'s dict)."""
+        return tuple(values.items()) if values else None
+
+    def max_memory_dict(self) -> dict[int | str, int] | None:
+        return dict(self.max_memory) if self.max_memory else None
+
+    def to_dict(self) -> dict[str, object]:
+        """For the run manifest (JSON-ready)."""
+        data = asdict(self)
+        data["max_memory"] = {str(k): v for k, v in self.max_memory} if self.max_memory else None
+        return data

@@ -1,0 +1,118 @@
+"""The recognizer seam: a window of documents in, records out (entities with optional score, uncertainty, source).
+
+The B2NER LLM path (:class:`b2ner_cli.pipeline.LLMRecognizer`) is the built-in implementation; others register a
+factory with :func:`register_recognizer` and are chosen by the :class:`ModelSpec` they match (its ``kind``, or the
+model it names). Tests register a fake the same way, as a plugin would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import Protocol
+
+from ..errors import UsageError
+from ..io.readers import Document
+from ..models.spec import ModelSpec
+from ..prompts import LabelSet
+from ..records import Record
+from .settings import RunStats, Task
+
+Note = Callable[[str], None]
+#: called whenever some work finished (a batch of prompts), so that progress can move inside a window.
+ProgressHook = Callable[[], None]
+
+
+class Recognizer(Protocol):
+    """Turns documents into records. Holds its model, never per-run state: one instance may serve several runs
+    (or threads) at once; everything a run asks for comes in the :class:`Task`."""
+
+    #: "llm", "tagger", ... (recorded in the run manifest).
+    kind: str
+
+    def recognize(
+        self, window: Sequence[Document], task: Task, stats: RunStats, progress: ProgressHook | None = None
+    ) -> Iterator[Record]:
+        """One record per document of ``window``, in the window's order, each yielded as soon as it is complete."""
+        ...
+
+    def labels(self) -> LabelSet | None:
+        """The label set the model brings (a tagger's labels), used when the run gives none."""
+        ...
+
+    def suggest_batch_tokens(self) -> int | None:
+        """A batch token budget for this device (from free GPU memory), or None to keep the default."""
+        ...
+
+    def describe(self) -> dict[str, object]:
+        """How results were made: model, adapter, revisions, dtype, device, settings."""
+        ...
+
+
+def stream(
+    recognizer: Recognizer,
+    documents: Iterable[Document],
+    task: Task,
+    stats: RunStats,
+    progress: ProgressHook | None = None,
+) -> Iterator[Record]:
+    """Records for ``documents`` in input order, window by window (``task.settings.window`` documents at a time)."""
+    iterator = iter(documents)
+    while window := list(islice(iterator, task.settings.window)):
+        yield from recognizer.recognize(window, task, stats, progress)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How loading reports: ``note`` receives stderr-worthy lines; ``quiet`` hides download progress."""
+
+    quiet: bool = False
+    note: Note | None = None
+
+
+Factory = Callable[[ModelSpec, LoadOptions], Recognizer]
+Matcher = Callable[[ModelSpec], bool]
+
+_REGISTRY: dict[str, tuple[Factory, Matcher | None]] = {}
+
+
+def register_recognizer(kind: str, factory: Factory, matches: Matcher | None = None) -> None:
+    """Make ``kind`` loadable: chosen when ``spec.kind == kind``, or (with ``kind="auto"``) when ``matches(spec)``.
+
+    Registering a kind again replaces it; the most recently registered matcher is tried first.
+    """
+    _REGISTRY.pop(kind, None)
+    _REGISTRY[kind] = (factory, matches)
+
+
+def unregister_recognizer(kind: str) -> None:
+    _REGISTRY.pop(kind, None)
+
+
+def recognizer_kind(spec: ModelSpec) -> str:
+    """The kind a spec loads as: its own ``kind``, else the first registered matcher that claims it, else ``llm``."""
+    if spec.kind != "auto":
+        if spec.kind not in _REGISTRY:
+            known = ", ".join(sorted(_REGISTRY))
+            raise UsageError(f"Unknown model kind `{spec.kind}`.", f"Known kinds: {known}.")
+        return spec.kind
+    for kind, (_, matches) in reversed(_REGISTRY.items()):
+        if matches is not None and matches(spec):
+            return kind
+    return "llm"
+
+
+def load_recognizer(spec: ModelSpec, options: LoadOptions | None = None) -> Recognizer:
+    """Load the recognizer a spec names (imports torch through the factory)."""
+    factory, _ = _REGISTRY[recognizer_kind(spec)]
+    return factory(spec, options or LoadOptions())
+
+
+def _load_llm(spec: ModelSpec, options: LoadOptions) -> Recognizer:
+    from ..pipeline import LLMRecognizer
+
+    return LLMRecognizer.load(spec, quiet=options.quiet, note=options.note)
+
+
+register_recognizer("llm", _load_llm)

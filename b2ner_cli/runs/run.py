@@ -1,0 +1,292 @@
+"""A run: read documents, drive a recognizer window by window, write records and the manifest, report progress.
+
+Commands build a :class:`RunSpec` and call :func:`execute`; the Python API, ``eval -m``, ``bench`` and the trainer's
+dev scoring drive the same code. The core reports through ``events`` and never prints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+from .. import __version__
+from ..errors import UsageError
+from ..io.readers import Document, ReadOptions, check_inputs, read_documents
+from ..io.writers import JsonlWriter, write_json_atomic
+from ..models.spec import ModelSpec
+from ..prompts import PROMPT_ID, check_prompt_kind
+from ..records import Record
+from .recognizer import LoadOptions, Recognizer, load_recognizer, recognizer_kind, stream
+from .settings import DEFAULT_BATCH_TOKENS, RunStats, Task
+
+Status = str  # "complete" | "interrupted" | "failed"
+
+
+# -- events -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loading:
+    """A model is being loaded."""
+
+    model: ModelSpec
+
+
+@dataclass(frozen=True)
+class Loaded:
+    description: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Note:
+    """A line worth showing on stderr (placement decisions, label advice)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    stats: RunStats
+    #: seconds since the extraction loop started.
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """The run did not complete; ``path`` holds the records written before it stopped."""
+
+    path: Path
+    records: int
+
+
+Event = Loading | Loaded | Note | Progress | Stopped
+Events = Callable[[Event], None]
+
+
+def _ignore(_: Event) -> None:
+    pass
+
+
+# -- output -----------------------------------------------------------------------------------------------------
+
+
+class RecordSink(Protocol):
+    """Where a run's records go: a JSONL file or stdout by default; the CLI brings others (a terminal table)."""
+
+    count: int
+    path: Path | None
+
+    def write(self, record: Record) -> None: ...
+
+    def close(self, complete: bool) -> None:
+        """Finish: ``complete`` is False when the run failed or was interrupted."""
+        ...
+
+
+class JsonlSink:
+    """Records as JSON lines, to stdout or (atomically) to a file."""
+
+    def __init__(self, target: str | Path | None, keep_raw: bool = False) -> None:
+        self._writer = JsonlWriter(target)
+        self.keep_raw = keep_raw
+        self.path = self._writer.path
+
+    @property
+    def count(self) -> int:
+        return self._writer.count
+
+    def write(self, record: Record) -> None:
+        self._writer.write(record.to_dict(self.keep_raw))
+
+    def close(self, complete: bool) -> None:
+        self._writer.close()
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    #: a file, or None/"-" for stdout.
+    path: str | None = None
+    #: run metadata; with a file output it defaults to ``OUTPUT.meta.json``.
+    meta: Path | None = None
+    keep_raw: bool = False
+
+    def meta_path(self) -> Path | None:
+        if self.meta is not None:
+            return self.meta
+        if self.path and self.path != "-":
+            return Path(self.path).with_name(Path(self.path).name + ".meta.json")
+        return None
+
+
+# -- the run ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a run needs, typed: inputs, labels and settings (the task), the model, the output."""
+
+    model: ModelSpec
+    task: Task
+    inputs: tuple[str, ...] = ()
+    read: ReadOptions = field(default_factory=ReadOptions)
+    output: OutputSpec = field(default_factory=OutputSpec)
+    #: prompt label -> the user's own label, applied to every record written.
+    label_map: tuple[tuple[str, str], ...] = ()
+    #: model replicas in worker processes (one per GPU).
+    data_parallel: int = 1
+    #: ask the recognizer for a batch token budget (from free GPU memory) instead of ``task.settings.batch_tokens``.
+    auto_batch_tokens: bool = False
+    #: hide download progress while loading.
+    quiet: bool = False
+
+
+@dataclass
+class RunResult:
+    status: Status
+    stats: RunStats
+    records: int
+    #: seconds of the extraction loop (loading excluded).
+    seconds: float
+    manifest: dict[str, object]
+    output: Path | None
+
+
+def is_text_input(path: str, options: ReadOptions) -> bool:
+    if options.input_format != "auto":
+        return options.input_format == "txt"
+    return path != "-" and not path.lower().endswith((".jsonl", ".ndjson"))
+
+
+def check(spec: RunSpec) -> None:
+    """Fail before any model loads: missing inputs, no labels where none can come, an impossible prompt."""
+    check_inputs(spec.inputs)
+    labels = spec.task.labels
+    if (
+        labels is None
+        and recognizer_kind(spec.model) == "llm"
+        and all(is_text_input(p, spec.read) for p in spec.inputs)
+    ):
+        raise UsageError(
+            "No labels given.",
+            'Pass --labels "person,organization,location", --labels-file FILE or --labels-from-dataset NAME.',
+        )
+    if labels is not None:
+        check_prompt_kind(labels, spec.task.examples)
+
+
+def preview(spec: RunSpec) -> Iterator[dict[str, str]]:
+    """``--dry-run``: the prompt of every input document, without loading a model."""
+    from ..pipeline import dry_run
+
+    settings = spec.task.settings
+    yield from dry_run(read_documents(spec.inputs, spec.read), spec.task.labels, spec.task.examples, settings.lang)
+
+
+def execute(
+    spec: RunSpec,
+    *,
+    documents: Iterable[Document] | None = None,
+    sink: RecordSink | None = None,
+    recognizer: Recognizer | None = None,
+    events: Events | None = None,
+) -> RunResult:
+    """Run ``spec`` (on ``documents`` instead of its inputs when given; with an already loaded ``recognizer``)."""
+    emit = events or _ignore
+    source = documents if documents is not None else read_documents(spec.inputs, spec.read)
+    task = spec.task
+    parallel = recognizer is None and spec.data_parallel > 1
+    described: dict[str, object] = {}
+    if not parallel:
+        if recognizer is None:
+            emit(Loading(spec.model))
+            recognizer = load_recognizer(spec.model, LoadOptions(spec.quiet, lambda line: emit(Note(line))))
+        if task.labels is None and recognizer.labels() is not None:
+            task = replace(task, labels=recognizer.labels())
+        if spec.auto_batch_tokens:
+            suggested = recognizer.suggest_batch_tokens()
+            task = replace(task, settings=replace(task.settings, batch_tokens=suggested or DEFAULT_BATCH_TOKENS))
+        described.update(recognizer.describe())
+        emit(Loaded(described))
+    manifest = _manifest(spec, task)
+    stats = RunStats()
+    out = sink or JsonlSink(spec.output.path, spec.output.keep_raw)
+    back = dict(spec.label_map)
+    status: Status = "failed"
+    start = time.time()
+
+    def progress() -> None:
+        emit(Progress(stats, time.time() - start))
+
+    try:
+        if recognizer is not None:
+            records = stream(recognizer, source, task, stats, progress)
+        else:
+            records = _parallel(spec, task, source, stats, described)
+        for record in records:
+            out.write(record.relabeled(back))
+            progress()
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        seconds = time.time() - start
+        out.close(status == "complete")
+        meta_path = spec.output.meta_path()
+        manifest.update(
+            described,
+            status=status,
+            finished_at=_now(),
+            records_written=out.count,
+            stats=stats.to_dict(),
+        )
+        if meta_path is not None:
+            write_json_atomic(meta_path, manifest)
+        if status != "complete" and out.path is not None:
+            emit(Stopped(out.path, out.count))
+    return RunResult(status, stats, out.count, seconds, manifest, out.path)
+
+
+def _parallel(
+    spec: RunSpec, task: Task, documents: Iterable[Document], stats: RunStats, described: dict[str, object]
+) -> Iterator[Record]:
+    from ..models.resolve import resolve_spec
+    from .parallel import devices_for, gpu_count, parallel_stream
+
+    resolve_spec(spec.model, quiet=spec.quiet)  # fetch once here, so that the replicas only read the cache
+    model = replace(spec.model, offline=True)
+    devices = devices_for(spec.data_parallel, gpu_count() if spec.model.device != "cpu" else 0)
+    window = 4 * task.settings.batch_size
+    yield from parallel_stream(documents, model, task, devices, stats, window=window, described=described)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _manifest(spec: RunSpec, task: Task) -> dict[str, object]:
+    settings = task.settings
+    labels = task.labels
+    return {
+        "b2ner_version": __version__,
+        "prompt_id": PROMPT_ID,
+        "started_at": _now(),
+        "data_parallel": spec.data_parallel,
+        "labels": list(labels.names) if labels else None,
+        "label_descriptions": bool(labels and labels.descriptions),
+        "few_shot_examples": len(task.examples),
+        "language": settings.lang,
+        "settings": {
+            "flat": settings.flat,
+            "batch_size": settings.batch_size,
+            "batch_tokens": settings.batch_tokens,
+            "max_chunk_tokens": settings.max_chunk_tokens,
+        },
+        "model_spec": spec.model.to_dict(),
+        "inputs": list(spec.inputs),
+        "output": spec.output.path or "-",
+    }

@@ -1,0 +1,81 @@
+"""Per-run settings and counts, shared by every recognizer (torch-free)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+from ..prompts import Example, LabelSet
+
+LangChoice = Literal["auto", "en", "zh"]
+
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_TOKENS = 16384
+DEFAULT_CHUNK_TOKENS = 384
+DEFAULT_WINDOW = 1024
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    """How a run extracts; every field has a CLI flag of the same meaning."""
+
+    lang: LangChoice = "auto"
+    flat: bool = False
+    max_chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_tokens: int = DEFAULT_BATCH_TOKENS
+    #: documents read ahead, sorted by length and batched together (bounds memory).
+    window: int = DEFAULT_WINDOW
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a run asks of a recognizer: the default label set (records may bring their own), few-shot examples for
+    prompting recognizers, and the settings. Recognizers keep no per-run state: everything per-run is here."""
+
+    labels: LabelSet | None = None
+    examples: tuple[Example, ...] = ()
+    settings: ExtractSettings = field(default_factory=ExtractSettings)
+
+    @classmethod
+    def of(
+        cls, labels: LabelSet | None, examples: Sequence[Example] = (), settings: ExtractSettings | None = None
+    ) -> Task:
+        return cls(labels, tuple(examples), settings or ExtractSettings())
+
+
+@dataclass
+class RunStats:
+    """Counts over a run, for progress, the summary line and the run metadata."""
+
+    documents: int = 0
+    chunks: int = 0
+    #: prompts (chunks) answered so far, counted as batches finish (before their records are complete).
+    prompts_done: int = 0
+    entities: int = 0
+    unmatched: int = 0
+    #: mentions dropped because the model gave a label that was not asked for.
+    unknown_labels: int = 0
+    #: answer pieces that were not ``label: mention``.
+    malformed: int = 0
+    #: chunks whose answer hit the new-token cap or ran away before EOS (their last piece is dropped).
+    truncated: int = 0
+    #: of those, answers stopped for repeating themselves.
+    runaways: int = 0
+    new_tokens: int = 0
+    unknown_label_names: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+    def add(self, part: RunStats) -> None:
+        """Add another run's counts (a worker's, a rank's) to these."""
+        for f in fields(RunStats):
+            value = getattr(part, f.name)
+            if isinstance(value, dict):
+                merged = getattr(self, f.name)
+                for key, count in value.items():
+                    merged[key] = merged.get(key, 0) + count
+            else:
+                setattr(self, f.name, getattr(self, f.name) + value)
