@@ -29,7 +29,7 @@ class Extractor:
         if not hasattr(recognizer, "recognize"):  # a bare generator: the LLM path around it
             from .pipeline import LLMRecognizer
 
-            recognizer = LLMRecognizer(recognizer)  # type: ignore[arg-type]
+            recognizer = LLMRecognizer(recognizer)
         self.recognizer: Recognizer = recognizer  # type: ignore[assignment]
         self.settings = settings or ExtractSettings()
 

@@ -13,8 +13,8 @@ from b2ner_cli.errors import InputError
 from b2ner_cli.evaluation.b2ner_metric import Counts
 from b2ner_cli.evaluation.readers import read_b2nerd, read_conll, read_gold_jsonl, read_predictions
 from b2ner_cli.evaluation.records import GoldRecord, PredRecord
-from b2ner_cli.records import Entity
 from b2ner_cli.evaluation.report import confidence_interval, evaluate
+from b2ner_cli.records import Entity
 
 
 def run(*args: str):

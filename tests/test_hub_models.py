@@ -85,7 +85,8 @@ def test_extract_with_the_b2ner_7b_alias_offline(fake_hub, tmp_path: Path) -> No
     tokenizer = load_internlm2_tokenizer(fake_hub[0])
     assert record["raw"] == tokenizer.decode(row["greedy_new_ids"], skip_special_tokens=True)
     meta = json.loads(Path(f"{out}.meta.json").read_text(encoding="utf-8"))
-    assert (meta["backbone"], meta["backbone_repo"], meta["backbone_revision"]) == ("b2ner-7b", BACKBONE_REPO, BACKBONE_COMMIT)
+    backbone = (meta["backbone"], meta["backbone_repo"], meta["backbone_revision"])
+    assert backbone == ("b2ner-7b", BACKBONE_REPO, BACKBONE_COMMIT)
     assert (meta["adapter_repo"], meta["adapter_revision"]) == (ADAPTER_REPO, ADAPTER_COMMIT)
     assert meta["adapter_merged"] is False and meta["dtype"] == "float32" and meta["quantization"] is None
 

@@ -111,7 +111,7 @@ def eval_(
     spec = EvalSpec(
         gold=gold,
         predictions=predictions,
-        gold_format=gold_format.value,  # type: ignore[arg-type]
+        gold_format=gold_format.value,
         dataset=dataset,
         model=ModelSpec(model, adapter, offline=offline) if run_model else None,
         predictions_out=predictions_out,

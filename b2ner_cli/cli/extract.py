@@ -177,12 +177,12 @@ def extract(
         id_field=id_field,
         labels_field=labels_field,
         whole_file=whole_file,
-        input_format=input_format.value,  # type: ignore[arg-type]
+        input_format=input_format.value,
     )
     sources = LabelSources(labels, labels_file, labels_from_dataset, map_labels)
-    resolved = resolve_labels(sources, lang.value, adapter=adapter, note=note_printer(err, quiet))  # type: ignore[arg-type]
+    resolved = resolve_labels(sources, lang.value, adapter=adapter, note=note_printer(err, quiet))
     settings = ExtractSettings(
-        lang=lang.value,  # type: ignore[arg-type]
+        lang=lang.value,
         flat=flat,
         max_chunk_tokens=max_chunk_tokens,
         batch_size=batch_size,
@@ -190,7 +190,7 @@ def extract(
     )
     model_spec = ModelSpec(
         model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter, offline=offline,
-        device=device.value, dtype=dtype.value, quantize=quantize.value,  # type: ignore[arg-type]
+        device=device.value, dtype=dtype.value, quantize=quantize.value,
         max_memory=ModelSpec.memory(parse_max_memory(max_memory) if max_memory else None), merge=merge,
         trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens,
     )  # fmt: skip

@@ -112,7 +112,7 @@ def finetune(
     spec = FinetuneSpec(
         train_file=train_file,
         output=output,
-        model=ModelSpec(model, adapter, no_adapter=no_adapter, offline=offline, quantize=quantize.value),  # type: ignore[arg-type]
+        model=ModelSpec(model, adapter, no_adapter=no_adapter, offline=offline, quantize=quantize.value),
         lora=LoraSettings(lora_r, lora_alpha, lora_dropout, target_modules.split(",") if target_modules else None),
         settings=settings,
         dev_file=dev_file,

@@ -25,7 +25,7 @@ class JsonlWriter:
 
     def __init__(self, target: str | Path | None, stdout: TextIO | None = None) -> None:
         self.count = 0
-        self.path = None if target in (None, "-") else Path(target)  # type: ignore[arg-type]
+        self.path = None if target is None or target == "-" else Path(target)
         self._part: Path | None = None
         if self.path is None:
             self._stream = stdout or sys.stdout

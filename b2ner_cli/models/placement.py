@@ -150,7 +150,7 @@ def _plan_gpu(
 
 
 def _plan_cpu(params: ParamCount, hw: Hardware, quantize: Quantize, choice: DtypeChoice, name: str) -> Plan:
-    chosen: Literal["4bit", "8bit"] | None = quantize if quantize in ("4bit", "8bit") else None  # type: ignore[assignment]
+    chosen: Literal["4bit", "8bit"] | None = quantize if quantize in ("4bit", "8bit") else None
     dtype: Literal["bfloat16", "float16", "float32"] = "float32" if choice == "auto" else choice
     weights = params.weight_bytes(4 if dtype == "float32" else 2, chosen)
     needed = weights + working_budget(weights)
