@@ -1,4 +1,5 @@
-"""Shared fixtures: offline settings, and tiny real models built once per test session."""
+"""Shared fixtures: offline settings, a private B2NER_HOME/HF_HOME per test, tiny real models built once per test
+session, a fake recognizer registered through the recognizer seam, and the ``slow`` marker for model tests."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,14 +18,62 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 INTERNLM2_FIXTURE = SHARED / "fixtures" / "internlm2-tiny"
 
 
-# Offline, always, with private caches: set before any test imports huggingface_hub (it reads these at import).
-_HOME = Path(tempfile.mkdtemp(prefix="b2ner-tests-"))
-atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+# Offline, always: set before any test imports huggingface_hub (it reads these at import). The session-wide homes
+# below serve session-scoped fixtures only; every test gets its own through the autouse ``home`` fixture.
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="b2ner-tests-"))
+atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
 os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_HOME"] = str(_HOME / "hf")
-os.environ["B2NER_HOME"] = str(_HOME / "b2ner")
-for _name in ("B2NER_MODEL", "B2NER_ADAPTER", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN"):
+os.environ["HF_HOME"] = str(_SESSION_HOME / "hf")
+os.environ["B2NER_HOME"] = str(_SESSION_HOME / "b2ner")
+for _name in ("B2NER_MODEL", "B2NER_ADAPTER", "B2NER_BATCH_SIZE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN"):
     os.environ.pop(_name, None)
+
+#: fixtures that build, train or load a model: a test using one is marked ``slow``.
+MODEL_FIXTURES = {"tiny", "fake_hub", "backbone", "base_model", "lora_model", "models", "learnable", "extractor"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark model tests ``slow`` from the fixtures they use (run them all by default; ``-m "not slow"`` skips them)."""
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@dataclass(frozen=True)
+class Home:
+    b2ner: Path
+    hf: Path
+
+    @property
+    def hub(self) -> Path:
+        return self.hf / "hub"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Home:
+    """A private B2NER_HOME (aliases, conversions) and HF_HOME (the Hub cache) for each test."""
+    import huggingface_hub.constants as hf_constants
+
+    root = tmp_path_factory.mktemp("home")
+    paths = Home(root / "b2ner", root / "hf")
+    monkeypatch.setenv("B2NER_HOME", str(paths.b2ner))
+    monkeypatch.setenv("HF_HOME", str(paths.hf))
+    # huggingface_hub resolved its cache path at import: point it at this test's cache too.
+    monkeypatch.setattr(hf_constants, "HF_HOME", str(paths.hf))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(paths.hub))
+    return paths
+
+
+@pytest.fixture
+def fake_model() -> Iterator[str]:
+    """``-m fake`` loads a :class:`FakeRecognizer` (registered through the recognizer seam, as a plugin would)."""
+    from fakes import FakeRecognizer
+
+    from b2ner_cli.runs.recognizer import register_recognizer, unregister_recognizer
+
+    register_recognizer("fake", lambda spec, options: FakeRecognizer(), matches=lambda spec: spec.model == "fake")
+    yield "fake"
+    unregister_recognizer("fake")
 
 
 # What the taught adapter answers (spec grammar: leading space, "label: mention; ...").

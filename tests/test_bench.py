@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from typer.testing import CliRunner
+from helpers import cli
 
 from b2ner_cli.benchmark import synthetic_corpus
-from b2ner_cli.cli.app import app
-
-pytestmark = pytest.mark.model
 
 
 def test_bench_json(tiny) -> None:
-    result = CliRunner().invoke(
-        app,
-        ["bench", "-m", str(tiny.base), "--adapter", str(tiny.adapter), "--docs", "20", "--batch-sizes", "1,8",
-         "--max-new-tokens", "8", "--json", "-q"],
-        catch_exceptions=False,
-    )  # fmt: skip
+    result = cli("bench", "-m", str(tiny.base), "--adapter", str(tiny.adapter), "--docs", "20", "--batch-sizes", "1,8",
+                 "--max-new-tokens", "8", "--json", "-q")  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["documents"] == 20 and report["labels"] == ["person", "organization", "location"]
@@ -35,7 +27,7 @@ def test_bench_json(tiny) -> None:
 
 
 def test_bench_rejects_bad_batch_sizes() -> None:
-    result = CliRunner().invoke(app, ["bench", "--batch-sizes", "1,x"], catch_exceptions=False)
+    result = cli("bench", "--batch-sizes", "1,x")
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: --batch-sizes 1,x: expected comma-separated integers")
 

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 from conftest import TAUGHT
+from helpers import cli
 
 from b2ner_cli.api import Extractor
 from b2ner_cli.pipeline import RunStats
-
-pytestmark = pytest.mark.model
 
 LABELS = ["person", "organization", "location"]
 OTHER_TEXTS = [
@@ -170,19 +169,15 @@ def test_common_prefix_caps_and_runaways() -> None:
 
 
 def test_data_parallel_replicas_keep_input_order(tiny, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from b2ner_cli.cli.app import app
-
     texts = [text for text, labels, _ in TAUGHT if tuple(labels) == tuple(LABELS)] + OTHER_TEXTS * 3
     source = tmp_path / "in.txt"
     source.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
     common = ["extract", str(source), "-l", ",".join(LABELS), "-m", str(tiny.base), "--adapter", str(tiny.adapter),
               "--keep-raw", "-b", "2", "--max-new-tokens", "16", "-q"]  # fmt: skip
-    single = CliRunner().invoke(app, common, catch_exceptions=False)
+    single = cli(*common)
     out = tmp_path / "out.jsonl"
     # batches of 2, windows of 8 documents: 28 documents go to 2 replicas as 4 windows, merged back in order
-    parallel = CliRunner().invoke(app, [*common, "--data-parallel", "2", "-o", str(out)], catch_exceptions=False)
+    parallel = cli(*common, "--data-parallel", "2", "-o", str(out))
     assert parallel.exit_code == 0, parallel.output
     assert out.read_text(encoding="utf-8") == single.stdout
     meta = json.loads(Path(f"{out}.meta.json").read_text(encoding="utf-8"))
@@ -190,15 +185,10 @@ def test_data_parallel_replicas_keep_input_order(tiny, tmp_path: Path) -> None:
 
 
 def test_data_parallel_reports_a_replicas_error(tiny, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from b2ner_cli.cli.app import app
-
     source = tmp_path / "in.txt"
     source.write_text("hello\n", encoding="utf-8")
-    result = CliRunner().invoke(app, ["extract", str(source), "-l", "person", "-m", str(tiny.base), "--adapter",
-                                      str(tiny.other_shape_adapter), "--data-parallel", "2", "-q"],
-                                catch_exceptions=False)  # fmt: skip
+    result = cli("extract", str(source), "-l", "person", "-m", str(tiny.base), "--adapter",
+                 str(tiny.other_shape_adapter), "--data-parallel", "2", "-q")  # fmt: skip
     assert result.exit_code == 1
     assert result.stderr.startswith(
         f"Error: Adapter `{tiny.other_shape_adapter}` (its base model unknown) does not fit"

@@ -6,25 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from helpers import cli, write_jsonl
 
-from b2ner_cli.cli.app import app
 from b2ner_cli.errors import InputError
 from b2ner_cli.evaluation.b2ner_metric import Counts
 from b2ner_cli.evaluation.readers import read_b2nerd, read_conll, read_gold_jsonl, read_predictions
 from b2ner_cli.evaluation.records import GoldRecord, PredRecord
 from b2ner_cli.evaluation.report import confidence_interval, evaluate
 from b2ner_cli.records import Entity
-
-
-def run(*args: str):
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
-
-
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return path
-
 
 TEXT_A = "Barack Obama visited Paris ."  # Barack Obama 0-12, Paris 21-26
 TEXT_B = "Ada met Bob ."  # Ada 0-3, Bob 8-11
@@ -156,7 +145,7 @@ def test_b2nerd_split_file(tmp_path: Path) -> None:
 )
 def test_bad_gold_spans(tmp_path: Path, entity: dict, message: str) -> None:
     path = write_jsonl(tmp_path / "gold.jsonl", [{"id": "a", "text": TEXT_A, "entities": [entity]}])
-    result = run("eval", str(path), str(path))
+    result = cli("eval", str(path), str(path))
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {path}, line 1: {message}")
 
@@ -164,7 +153,7 @@ def test_bad_gold_spans(tmp_path: Path, entity: dict, message: str) -> None:
 def test_ids_missing_on_either_side_are_listed(tmp_path: Path) -> None:
     gold = write_jsonl(tmp_path / "gold.jsonl", GOLD)
     pred = write_jsonl(tmp_path / "pred.jsonl", [PRED[0], {**PRED[1], "id": "zzz"}])
-    result = run("eval", str(gold), str(pred))
+    result = cli("eval", str(gold), str(pred))
     assert result.exit_code == 1
     assert result.stderr.startswith(
         "Error: Gold and predictions do not match: 1 gold ids have no prediction (b); "
@@ -173,7 +162,7 @@ def test_ids_missing_on_either_side_are_listed(tmp_path: Path) -> None:
 
 
 def test_no_predictions_is_a_usage_error(tmp_path: Path) -> None:
-    result = run("eval", str(write_jsonl(tmp_path / "gold.jsonl", GOLD)))
+    result = cli("eval", str(write_jsonl(tmp_path / "gold.jsonl", GOLD)))
     assert result.exit_code == 2 and result.stderr.startswith("Error: No predictions given.")
 
 
@@ -181,7 +170,7 @@ def test_cli_json_shape_and_errors_file(tmp_path: Path) -> None:
     gold = write_jsonl(tmp_path / "gold.jsonl", GOLD)
     pred = write_jsonl(tmp_path / "pred.jsonl", PRED)
     errors = tmp_path / "errors.jsonl"
-    result = run("eval", str(gold), str(pred), "--json", "--errors", str(errors), "--bootstrap", "50")
+    result = cli("eval", str(gold), str(pred), "--json", "--errors", str(errors), "--bootstrap", "50")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert set(report) == {"datasets", "averages", "meta"}
@@ -201,11 +190,17 @@ def test_cli_json_shape_and_errors_file(tmp_path: Path) -> None:
 def test_cli_table_names_both_metrics(tmp_path: Path) -> None:
     gold = write_jsonl(tmp_path / "gold.jsonl", GOLD)
     pred = write_jsonl(tmp_path / "pred.jsonl", PRED)
-    result = run("eval", str(gold), str(pred), "--by-label")
+    result = cli("eval", str(gold), str(pred), "--by-label")
     assert result.exit_code == 0
-    out = result.stdout
-    assert "b2ner" in out and "strict" in out and "44.44" in out and "57.14" in out and "70.00" in out
-    assert "demo: strict scores per label" in out
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.stdout.splitlines() if "│" in line]
+    # The hand-worked scores of test_scores_by_hand, x100: b2ner P 2/5, R 2/4, F1 4/9; strict P 2/3, R 2/4,
+    # F1 4/7, macro (1 + 0.4) / 2; per label: person P 1/2, R 1/3, F1 0.4 (support 3), location all 1 (support 1).
+    assert ["demo", "en", "2", "b2ner", "40.00", "50.00", "44.44", ""] in rows
+    assert ["", "", "", "strict", "66.67", "50.00", "57.14", "70.00"] in rows
+    assert ["average", "en", "", "b2ner", "", "", "44.44", ""] in rows
+    assert ["location", "100.00", "100.00", "100.00", "1"] in rows
+    assert ["person", "50.00", "33.33", "40.00", "3"] in rows
+    assert "demo: strict scores per label" in result.stdout
 
 
 def test_upstream_predictions_file(tmp_path: Path) -> None:
@@ -219,7 +214,7 @@ def test_upstream_predictions_file(tmp_path: Path) -> None:
         line("weibo", "zh", " 人名: 李明", "人名：李明；地名：北京"),
         line("CAIL2022", "zh", " 罪名: 盗窃", "None"),
     ])  # fmt: skip
-    result = run("eval", str(path), "--json")
+    result = cli("eval", str(path), "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     by_name = {d["name"]: d for d in report["datasets"]}
@@ -231,11 +226,10 @@ def test_upstream_predictions_file(tmp_path: Path) -> None:
     # CAIL2022 is left out of the zh average, as upstream does
     assert report["averages"]["b2ner_f1"] == {"en": pytest.approx(2 / 3), "zh": pytest.approx(2 / 3)}
     assert report["averages"]["excluded_from_averages"] == ["CAIL2022"]
-    refused = run("eval", str(path), str(path))
+    refused = cli("eval", str(path), str(path))
     assert refused.exit_code == 2 and "is an upstream predictions file" in refused.stderr
 
 
-@pytest.mark.model
 def test_eval_with_model_runs_extraction_first(tiny, tmp_path: Path) -> None:
     from conftest import TAUGHT
 
@@ -246,7 +240,7 @@ def test_eval_with_model_runs_extraction_first(tiny, tmp_path: Path) -> None:
                      {"start": 34, "end": 41, "label": "location"}],
     }])  # fmt: skip
     out, report = tmp_path / "pred.jsonl", tmp_path / "report.json"
-    result = run("eval", str(gold), "-m", str(tiny.base), "--adapter", str(tiny.adapter), "--predictions-out",
+    result = cli("eval", str(gold), "-m", str(tiny.base), "--adapter", str(tiny.adapter), "--predictions-out",
                  str(out), "-o", str(report), "--json", "-q")  # fmt: skip
     assert result.exit_code == 0, result.output
     [d] = json.loads(result.stdout)["datasets"]

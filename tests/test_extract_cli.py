@@ -6,11 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from b2ner_cli.cli.app import app
-
-pytestmark = pytest.mark.model
+from helpers import cli, read_jsonl
 
 LABELS = "person,organization,location"
 EN1 = "Barack Obama visited Microsoft in Seattle ."
@@ -45,23 +41,17 @@ ZH1_ENTITIES = [
 ]
 
 
-def run(*args: str, input: str | None = None):
-    return CliRunner().invoke(app, list(args), input=input, catch_exceptions=False)
-
 
 def model_args(tiny) -> list[str]:
     return ["-m", str(tiny.base), "--adapter", str(tiny.adapter), "-q"]
 
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def test_txt_to_jsonl_file_with_offsets_and_order(tiny, tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text(f"{EN1}\n\n{EN2}\n{EN3}\n{EN4}\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    result = run("extract", str(source), "-l", LABELS, "-o", str(out), *model_args(tiny))
+    result = cli("extract", str(source), "-l", LABELS, "-o", str(out), *model_args(tiny))
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert read_jsonl(out) == [
@@ -85,7 +75,7 @@ def test_txt_to_jsonl_file_with_offsets_and_order(tiny, tmp_path: Path) -> None:
 def test_stdout_carries_only_jsonl_and_summary_goes_to_stderr(tiny, tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text(EN4 + "\n", encoding="utf-8")
-    result = run("extract", str(source), "-l", LABELS, "-m", str(tiny.base), "--adapter", str(tiny.adapter))
+    result = cli("extract", str(source), "-l", LABELS, "-m", str(tiny.base), "--adapter", str(tiny.adapter))
     assert result.exit_code == 0
     assert [json.loads(line) for line in result.stdout.splitlines()] == [
         {"id": f"{source}:1", "text": EN4, "entities": EN4_ENTITIES, "unmatched": []}
@@ -102,7 +92,7 @@ def test_jsonl_with_per_record_labels_picks_language_per_record(tiny, tmp_path: 
         {"id": 7, "body": "ignored", "text": EN2},
     ]
     source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    result = run("extract", str(source), "-l", LABELS, "--keep-raw", *model_args(tiny))
+    result = cli("extract", str(source), "-l", LABELS, "--keep-raw", *model_args(tiny))
     assert result.exit_code == 0, result.output
     assert [json.loads(line) for line in result.stdout.splitlines()] == [
         {"id": "zh-1", "text": ZH1, "entities": ZH1_ENTITIES, "unmatched": [], "raw": " 人名: 李明; 地名: 北京"},
@@ -122,7 +112,7 @@ def test_stdin_and_several_files_keep_input_order(tiny, tmp_path: Path) -> None:
     first.write_text(EN2 + "\n", encoding="utf-8")
     second = tmp_path / "b.txt"
     second.write_text(EN4 + "\n", encoding="utf-8")
-    result = run("extract", str(first), "-", str(second), "-l", LABELS, *model_args(tiny), input=EN1 + "\n")
+    result = cli("extract", str(first), "-", str(second), "-l", LABELS, *model_args(tiny), input=EN1 + "\n")
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["id"] for r in lines] == [f"{first}:1", "<stdin>:1", f"{second}:1"]
@@ -133,7 +123,7 @@ def test_stdin_and_several_files_keep_input_order(tiny, tmp_path: Path) -> None:
 def test_table_format_highlights_entities(tiny, tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text(EN1 + "\n" + EN3 + "\n", encoding="utf-8")
-    result = run("extract", str(source), "-l", LABELS, "--format", "table", *model_args(tiny))
+    result = cli("extract", str(source), "-l", LABELS, "--format", "table", *model_args(tiny))
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert EN1 in out and "[0:12] Barack Obama  person" in out and "[34:41] Seattle  location" in out
@@ -142,14 +132,27 @@ def test_table_format_highlights_entities(tiny, tmp_path: Path) -> None:
 
 
 def test_adapter_changes_the_answers(tiny, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from b2ner_cli.engine.base import encode_prompt
+    from b2ner_cli.prompts import LabelSet, build_instruction
+
     source = tmp_path / "in.txt"
     source.write_text(EN1 + "\n", encoding="utf-8")
-    with_adapter = run("extract", str(source), "-l", LABELS, "--keep-raw", *model_args(tiny))
-    without = run(
-        "extract", str(source), "-l", LABELS, "--keep-raw", "-m", str(tiny.base), "-q", "--max-new-tokens", "8"
-    )
+    with_adapter = cli("extract", str(source), "-l", LABELS, "--keep-raw", *model_args(tiny))
+    bare = ["-m", str(tiny.base), "-q", "--max-new-tokens", "8"]
+    without = cli("extract", str(source), "-l", LABELS, "--keep-raw", *bare)
+    assert with_adapter.exit_code == 0 and without.exit_code == 0, with_adapter.output + without.output
     assert json.loads(with_adapter.stdout)["raw"] == " person: Barack Obama; organization: Microsoft; location: Seattle"
-    assert json.loads(without.stdout)["raw"] != json.loads(with_adapter.stdout)["raw"]
+    # Without --adapter the answer is the bare backbone's: transformers' own greedy decoding of the same prompt.
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny.base))
+    backbone = AutoModelForCausalLM.from_pretrained(str(tiny.base))
+    ids = encode_prompt(tokenizer, build_instruction(EN1, LabelSet(tuple(LABELS.split(","))), "en"))
+    out = backbone.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False, eos_token_id=2, pad_token_id=2)
+    new = out[0, len(ids) :].tolist()
+    new = new[: new.index(2)] if 2 in new else new
+    assert json.loads(without.stdout)["raw"] == tokenizer.decode(new, skip_special_tokens=True)
 
 
 def test_long_document_is_chunked_and_offsets_map_back(tiny, tmp_path: Path) -> None:
@@ -162,7 +165,7 @@ def test_long_document_is_chunked_and_offsets_map_back(tiny, tmp_path: Path) -> 
     assert counts[0] + counts[1] > budget and counts[1] + counts[2] > budget
     source = tmp_path / "doc.txt"
     source.write_text(f"{EN1}\n{EN2}\n{EN3}\n", encoding="utf-8")
-    result = run(
+    result = cli(
         "extract",
         str(source),
         "-l",
@@ -206,10 +209,11 @@ def test_input_errors_are_one_line_with_exit_code(tmp_path: Path, content, extra
     args = ["extract", str(path), *extra]
     if "-l" not in extra:
         args += ["-l", LABELS]
-    result = run(*args, "--dry-run")
+    result = cli(*args, "--dry-run")
     assert result.exit_code == code
-    # Records before the bad line were already streamed out: whole, valid lines only.
-    assert all(json.loads(line)["id"].endswith(":1") for line in result.stdout.splitlines())
+    # Records before the bad line were already streamed out (whole, valid lines); nothing when it failed earlier.
+    streamed = [json.loads(line)["id"] for line in result.stdout.splitlines()]
+    assert streamed == ([f"{path}:1"] if "line 2" in message else [])
     first = result.stderr.splitlines()[0]
     assert first.startswith("Error: " + message.format(dir=tmp_path))
     assert "Traceback" not in result.stderr
@@ -218,7 +222,7 @@ def test_input_errors_are_one_line_with_exit_code(tmp_path: Path, content, extra
 def test_no_labels_is_a_usage_error(tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text("hello\n", encoding="utf-8")
-    result = run("extract", str(source), "--dry-run")
+    result = cli("extract", str(source), "--dry-run")
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: No labels given.\nHint: Pass --labels")
 
@@ -226,7 +230,7 @@ def test_no_labels_is_a_usage_error(tmp_path: Path) -> None:
 def test_jsonl_record_without_labels_names_its_line(tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text('{"text": "a", "labels": ["x"]}\n{"text": "b"}\n', encoding="utf-8")
-    result = run("extract", str(source), "--dry-run")
+    result = cli("extract", str(source), "--dry-run")
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: {source}, line 2: no labels for this record.")
 
@@ -235,7 +239,7 @@ def test_default_model_missing_from_cache_offline(tmp_path: Path) -> None:
     # No --model: b2ner-7b. Tests run offline with an empty HF cache, so it must say what to run.
     source = tmp_path / "in.txt"
     source.write_text("hello\n", encoding="utf-8")
-    result = run("extract", str(source), "-l", LABELS)
+    result = cli("extract", str(source), "-l", LABELS)
     assert result.exit_code == 1
     assert result.stderr == (
         "Error: Model `b2ner-7b` (internlm/internlm2_5-7b) is not in the local cache and offline mode is on "
@@ -246,7 +250,7 @@ def test_default_model_missing_from_cache_offline(tmp_path: Path) -> None:
 def test_directory_that_is_not_a_model(tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text("hello\n", encoding="utf-8")
-    result = run("extract", str(source), "-l", LABELS, "-m", str(tmp_path))
+    result = cli("extract", str(source), "-l", LABELS, "-m", str(tmp_path))
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: Model `{tmp_path}` is not a model directory: it has no config.json.")
     assert "Traceback" not in result.stderr
@@ -269,7 +273,7 @@ def test_adapter_that_does_not_fit_names_both(tiny, tmp_path: Path, which: str, 
     source = tmp_path / "in.txt"
     source.write_text("hello\n", encoding="utf-8")
     adapter = getattr(tiny, which)
-    result = run(
+    result = cli(
         "extract",
         str(source),
         "-l",

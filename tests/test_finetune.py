@@ -7,9 +7,8 @@ import random
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from helpers import cli, write_jsonl
 
-from b2ner_cli.cli.app import app
 from b2ner_cli.training.data import MAX_LABELS, Sample, TrainExample, augment, encode, epoch_samples, target_text
 
 NAMES = ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Marie Curie", "Niels Bohr", "Emmy Noether", "Carl Sagan",
@@ -18,9 +17,6 @@ ORGS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "
 CITIES = ["Paris", "Berlin", "Lima", "Oslo", "Cairo", "Tokyo", "Quito", "Dakar"]
 LABELS = ["person", "organization", "location"]
 
-
-def run(*args: str):
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 def synthetic(count: int = 30) -> list[dict]:
@@ -36,10 +32,6 @@ def synthetic(count: int = 30) -> list[dict]:
         records.append({"id": f"s{i}", "text": text, "entities": entities, "labels": LABELS, "dataset": "synthetic"})
     return records
 
-
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return path
 
 
 # --- the training format ----------------------------------------------------------------------------------------
@@ -125,11 +117,10 @@ FAST = ["--lora-r", "64", "--lora-alpha", "128", "--lora-dropout", "0", "--targe
         "--lr", "3e-3", "--train-batch-size", "30", "--micro-batch-size", "15", "-q"]  # fmt: skip
 
 
-@pytest.mark.model
 def test_finetune_then_extract_and_eval(learnable, tmp_path: Path) -> None:
     base, train_file = learnable
     out = tmp_path / "adapter"
-    result = run("finetune", str(train_file), "--dev", str(train_file), "-o", str(out), "-m", str(base),
+    result = cli("finetune", str(train_file), "--dev", str(train_file), "-o", str(out), "-m", str(base),
                  "--epochs", "200", "--eval-every", "50", *FAST)  # fmt: skip
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "b2ner_adapter.json").read_text(encoding="utf-8"))
@@ -142,20 +133,19 @@ def test_finetune_then_extract_and_eval(learnable, tmp_path: Path) -> None:
     # extract picks the backbone and the labels from the adapter
     texts = tmp_path / "in.txt"
     texts.write_text("Grace Hopper works at Initech in Quito .\n", encoding="utf-8")
-    extracted = run("extract", str(texts), "--adapter", str(out), "-q")
+    extracted = cli("extract", str(texts), "--adapter", str(out), "-q")
     assert extracted.exit_code == 0, extracted.output
     assert json.loads(extracted.stdout)["entities"] == [
         {"start": 0, "end": 12, "text": "Grace Hopper", "label": "person"},
         {"start": 22, "end": 29, "text": "Initech", "label": "organization"},
         {"start": 33, "end": 38, "text": "Quito", "label": "location"},
     ]
-    scored = run("eval", str(train_file), "--adapter", str(out), "-o", str(tmp_path / "pred.jsonl"), "--json", "-q")
+    scored = cli("eval", str(train_file), "--adapter", str(out), "-o", str(tmp_path / "pred.jsonl"), "--json", "-q")
     assert scored.exit_code == 0, scored.output
     [dataset] = json.loads(scored.stdout)["datasets"]
     assert dataset["b2ner"]["f1"] >= 0.95 and dataset["strict"]["f1"] >= 0.95
 
 
-@pytest.mark.model
 def test_resume_gives_the_same_adapter(learnable, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
@@ -164,25 +154,24 @@ def test_resume_gives_the_same_adapter(learnable, tmp_path: Path) -> None:
     settings = ["-m", str(base), "--lora-r", "8", "--lora-alpha", "16", "--train-batch-size", "10",
                 "--micro-batch-size", "5", "--lr", "1e-3", "-q"]  # fmt: skip
     whole = tmp_path / "whole"
-    assert run("finetune", str(train_file), "-o", str(whole), "--epochs", "3", *settings).exit_code == 0
+    assert cli("finetune", str(train_file), "-o", str(whole), "--epochs", "3", *settings).exit_code == 0
     parts = tmp_path / "parts"
-    assert run("finetune", str(train_file), "-o", str(parts), "--epochs", "2", *settings).exit_code == 0
-    resumed = run("finetune", str(train_file), "-o", str(parts), "--epochs", "3", "--resume", *settings)
+    assert cli("finetune", str(train_file), "-o", str(parts), "--epochs", "2", *settings).exit_code == 0
+    resumed = cli("finetune", str(train_file), "-o", str(parts), "--epochs", "3", "--resume", *settings)
     assert resumed.exit_code == 0, resumed.output
     a = load_file(str(whole / "adapter_model.safetensors"))
     b = load_file(str(parts / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
-    initial = run("finetune", str(train_file), "-o", str(tmp_path / "one"), "--epochs", "1", *settings)
+    initial = cli("finetune", str(train_file), "-o", str(tmp_path / "one"), "--epochs", "1", *settings)
     assert initial.exit_code == 0
     c = load_file(str(tmp_path / "one" / "adapter_model.safetensors"))
     assert any(not (a[k] == c[k]).all() for k in a)  # training did move the weights between epochs
 
 
-@pytest.mark.model
 def test_dry_run_reports_and_trains_nothing(learnable, tmp_path: Path) -> None:
     base, train_file = learnable
     out = tmp_path / "adapter"
-    result = run("finetune", str(train_file), "-o", str(out), "-m", str(base), "--lora-r", "4", "--dry-run", "-q")
+    result = cli("finetune", str(train_file), "-o", str(out), "-m", str(base), "--lora-r", "4", "--dry-run", "-q")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["examples"] == 30 and report["labels"] == LABELS
@@ -198,7 +187,7 @@ def test_dry_run_reports_and_trains_nothing(learnable, tmp_path: Path) -> None:
 def test_empty_training_set(tmp_path: Path) -> None:
     empty = tmp_path / "train.jsonl"
     empty.write_text("\n", encoding="utf-8")
-    result = run("finetune", str(empty), "-o", str(tmp_path / "out"))
+    result = cli("finetune", str(empty), "-o", str(tmp_path / "out"))
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {empty} holds no training examples.")
 
@@ -206,42 +195,39 @@ def test_empty_training_set(tmp_path: Path) -> None:
 def test_offsets_that_do_not_match_the_text(tmp_path: Path) -> None:
     record = {"id": "x", "text": "Ada met Bob", "entities": [{"start": 0, "end": 3, "text": "Bob", "label": "person"}]}
     bad = write_jsonl(tmp_path / "train.jsonl", [record])
-    result = run("finetune", str(bad), "-o", str(tmp_path / "out"))
+    result = cli("finetune", str(bad), "-o", str(tmp_path / "out"))
     assert result.exit_code == 1
     assert result.stderr.startswith(f'Error: {bad}, line 1: entity 0-3 says "Bob" but the text there is "Ada".')
 
 
-@pytest.mark.model
 def test_non_empty_output_needs_overwrite(learnable, tmp_path: Path) -> None:
     base, train_file = learnable
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    result = run("finetune", str(train_file), "-o", str(out), "-m", str(base))
+    result = cli("finetune", str(train_file), "-o", str(out), "-m", str(base))
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: Output directory {out} is not empty.")
     assert (out / "keep.txt").exists()
 
 
-@pytest.mark.model
 def test_warnings_for_unused_and_unknown_labels(learnable, tmp_path: Path) -> None:
     base, train_file = learnable
     dev = write_jsonl(tmp_path / "dev.jsonl", [{"id": "d", "text": "Ada sings", "dataset": "synthetic",
                                                "entities": [{"start": 0, "end": 3, "label": "singer"}]}])  # fmt: skip
-    result = run("finetune", str(train_file), "--dev", str(dev), "-o", str(tmp_path / "out"), "-m", str(base),
+    result = cli("finetune", str(train_file), "--dev", str(dev), "-o", str(tmp_path / "out"), "-m", str(base),
                  "-l", "person,organization,location,date", "--dry-run")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "Note: labels with no training example: date" in result.stderr
     assert "Note: dev labels unknown to training: singer" in result.stderr
 
 
-@pytest.mark.model
 def test_qlora_on_a_4bit_base(learnable, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
     base, train_file = learnable
     out = tmp_path / "q4"
-    result = run("finetune", str(train_file), "-o", str(out), "-m", str(base), "--quantize", "4bit", "--epochs", "2",
+    result = cli("finetune", str(train_file), "-o", str(out), "-m", str(base), "--quantize", "4bit", "--epochs", "2",
                  "--train-batch-size", "10", "-q")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((out / "b2ner_adapter.json").read_text(encoding="utf-8"))["quantization"] == "4bit"

@@ -8,17 +8,14 @@ the real resolve -> snapshot_download -> convert -> load path runs end to end, m
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import INTERNLM2_FIXTURE
-from typer.testing import CliRunner
+from conftest import INTERNLM2_FIXTURE, Home
+from helpers import cli
 
-from b2ner_cli.cli.app import app
-
-pytestmark = [pytest.mark.model, pytest.mark.fixture]
+pytestmark = pytest.mark.fixture
 
 BACKBONE_REPO, ADAPTER_REPO = "internlm/internlm2_5-7b", "Umean/B2NER-Internlm2.5-7B-LoRA"
 BACKBONE_COMMIT, ADAPTER_COMMIT = "a" * 40, "b" * 40
@@ -33,20 +30,15 @@ def _cache_repo(hub: Path, repo_id: str, commit: str, files: Path) -> Path:
     return snapshot
 
 
-@pytest.fixture(scope="module")
-def fake_hub() -> tuple[Path, Path]:
+@pytest.fixture
+def fake_hub(home: Home) -> tuple[Path, Path]:
+    """The fixture in this test's own HF cache, under the registry's repo ids."""
     if not INTERNLM2_FIXTURE.is_dir():
         pytest.skip("../shared/fixtures/internlm2-tiny is absent")
-    hub = Path(os.environ["HF_HOME"]) / "hub"
-    backbone = _cache_repo(hub, BACKBONE_REPO, BACKBONE_COMMIT, INTERNLM2_FIXTURE / "backbone")
-    adapter = _cache_repo(hub, ADAPTER_REPO, ADAPTER_COMMIT, INTERNLM2_FIXTURE / "adapter")
-    yield backbone, adapter
-    shutil.rmtree(hub / f"models--{BACKBONE_REPO.replace('/', '--')}")
-    shutil.rmtree(hub / f"models--{ADAPTER_REPO.replace('/', '--')}")
+    backbone = _cache_repo(home.hub, BACKBONE_REPO, BACKBONE_COMMIT, INTERNLM2_FIXTURE / "backbone")
+    adapter = _cache_repo(home.hub, ADAPTER_REPO, ADAPTER_COMMIT, INTERNLM2_FIXTURE / "adapter")
+    return backbone, adapter
 
-
-def run(*args: str):
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 def expected_lora_row() -> dict:
@@ -64,7 +56,7 @@ def test_extract_with_the_b2ner_7b_alias_offline(fake_hub, tmp_path: Path) -> No
     source = tmp_path / "in.txt"
     source.write_text(text + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    result = run(
+    result = cli(
         "extract",
         str(source),
         "-m",
@@ -90,7 +82,7 @@ def test_extract_with_the_b2ner_7b_alias_offline(fake_hub, tmp_path: Path) -> No
     assert (meta["adapter_repo"], meta["adapter_revision"]) == (ADAPTER_REPO, ADAPTER_COMMIT)
     assert meta["adapter_merged"] is False and meta["dtype"] == "float32" and meta["quantization"] is None
 
-    again = run(
+    again = cli(
         "extract",
         str(source),
         "-m",
@@ -107,7 +99,7 @@ def test_extract_with_the_b2ner_7b_alias_offline(fake_hub, tmp_path: Path) -> No
 
 
 def test_models_list_shows_cached_aliases(fake_hub) -> None:
-    result = run("models", "list", "--json")
+    result = cli("models", "list", "--json")
     assert result.exit_code == 0
     listed = {m["name"]: m for m in json.loads(result.stdout)}
     assert listed["b2ner-7b"]["backbone_cache"]["cached"] is True
@@ -117,7 +109,7 @@ def test_models_list_shows_cached_aliases(fake_hub) -> None:
 
 
 def test_models_info_counts_parameters(fake_hub) -> None:
-    result = run("models", "info", "b2ner-7b", "--json")
+    result = cli("models", "info", "b2ner-7b", "--json")
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["architecture"] == "internlm2"
@@ -128,43 +120,36 @@ def test_models_info_counts_parameters(fake_hub) -> None:
 
 
 def test_models_download_prints_cached_paths_offline(fake_hub) -> None:
-    result = run("models", "download", "b2ner-7b", "-q")
+    result = cli("models", "download", "b2ner-7b", "-q")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [str(fake_hub[0]), str(fake_hub[1])]
 
 
-def test_user_alias_from_models_json(fake_hub, tmp_path: Path) -> None:
-    home = Path(os.environ["B2NER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "models.json").write_text(json.dumps({"mine": {"backbone": BACKBONE_REPO, "description": "no adapter"}}))
-    try:
-        listed = {m["name"]: m for m in json.loads(run("models", "list", "--json").stdout)}
-        assert listed["mine"]["backbone"] == BACKBONE_REPO and listed["mine"]["adapter"] is None
-        assert listed["mine"]["builtin"] is False
-        source = tmp_path / "in.txt"
-        source.write_text("hello\n", encoding="utf-8")
-        result = run("extract", str(source), "-m", "mine", "-l", "person", "--max-new-tokens", "2", "-q")
-        assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout)["id"] == f"{source}:1"
-    finally:
-        (home / "models.json").unlink()
+def test_user_alias_from_models_json(fake_hub, home: Home, tmp_path: Path) -> None:
+    home.b2ner.mkdir(parents=True, exist_ok=True)
+    models = home.b2ner / "models.json"
+    models.write_text(json.dumps({"mine": {"backbone": BACKBONE_REPO, "description": "no adapter"}}))
+    listed = {m["name"]: m for m in json.loads(cli("models", "list", "--json").stdout)}
+    assert listed["mine"]["backbone"] == BACKBONE_REPO and listed["mine"]["adapter"] is None
+    assert listed["mine"]["builtin"] is False
+    source = tmp_path / "in.txt"
+    source.write_text("hello\n", encoding="utf-8")
+    result = cli("extract", str(source), "-m", "mine", "-l", "person", "--max-new-tokens", "2", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["id"] == f"{source}:1"
 
 
-def test_bad_models_json_is_reported(tmp_path: Path) -> None:
-    home = Path(os.environ["B2NER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "models.json").write_text('{"b2ner-7b": {"backbone": "x/y"}}')
-    try:
-        result = run("models", "list")
-        assert result.exit_code == 2
-        assert result.stderr.startswith(f"Error: {home / 'models.json'}: alias `b2ner-7b` is built in")
-    finally:
-        (home / "models.json").unlink()
+def test_bad_models_json_is_reported(home: Home) -> None:
+    home.b2ner.mkdir(parents=True, exist_ok=True)
+    (home.b2ner / "models.json").write_text('{"b2ner-7b": {"backbone": "x/y"}}')
+    result = cli("models", "list")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {home.b2ner / 'models.json'}: alias `b2ner-7b` is built in")
 
 
 def test_unknown_model_reference(tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text("hello\n", encoding="utf-8")
-    result = run("extract", str(source), "-m", "no such model", "-l", "person")
+    result = cli("extract", str(source), "-m", "no such model", "-l", "person")
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: Model `no such model` is not a directory, a model alias or a Hub repo id.")

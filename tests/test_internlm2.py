@@ -277,7 +277,7 @@ def test_tokenizer_loads_quietly(backbone: Path, capfd: pytest.CaptureFixture[st
 
 
 @pytest.mark.fixture
-@pytest.mark.model
+@pytest.mark.slow
 def test_loaded_model_shape_and_generation_config(base_model: Any, backbone: Path) -> None:
     from transformers import LlamaForCausalLM
 
@@ -294,7 +294,7 @@ def test_loaded_model_shape_and_generation_config(base_model: Any, backbone: Pat
 
 
 @pytest.mark.fixture
-@pytest.mark.model
+@pytest.mark.slow
 def test_bf16_load_keeps_stored_values(backbone: Path) -> None:
     model = load_internlm2_model(backbone, torch.bfloat16)
     stored = load_file(backbone / "model.safetensors")
@@ -308,7 +308,7 @@ def test_bf16_load_keeps_stored_values(backbone: Path) -> None:
 
 
 @pytest.mark.fixture
-@pytest.mark.model
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["base", "lora"])
 def test_input_ids_and_last_logits(case: str, models: dict[str, Any], expected: dict[str, Any], tokenizer: Any) -> None:
     model = models[case]
@@ -328,7 +328,7 @@ def test_input_ids_and_last_logits(case: str, models: dict[str, Any], expected: 
 
 
 @pytest.mark.fixture
-@pytest.mark.model
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["base", "lora"])
 def test_greedy_ids_one_by_one(case: str, models: dict[str, Any], expected: dict[str, Any]) -> None:
     for row in expected[case]["rows"]:
@@ -336,7 +336,7 @@ def test_greedy_ids_one_by_one(case: str, models: dict[str, Any], expected: dict
 
 
 @pytest.mark.fixture
-@pytest.mark.model
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["base", "lora"])
 def test_greedy_ids_as_one_left_padded_batch(
     case: str, models: dict[str, Any], expected: dict[str, Any], tokenizer: Any
@@ -369,7 +369,7 @@ def test_greedy_ids_as_one_left_padded_batch(
 
 
 @pytest.mark.fixture
-@pytest.mark.model
+@pytest.mark.slow
 def test_float32_rope_on_the_backbone_alone(base_model: Any, expected: dict[str, Any]) -> None:
     # With float32 RoPE frequencies (the default, and the adapter reference's setting) the backbone-only reference,
     # computed with bf16-rounded ones, is met to about 2e-3 and its greedy ids exactly.
@@ -380,7 +380,7 @@ def test_float32_rope_on_the_backbone_alone(base_model: Any, expected: dict[str,
 
 
 @pytest.mark.fixture
-@pytest.mark.model
+@pytest.mark.slow
 def test_adapter_changes_the_output(base_model: Any, lora_model: Any, expected: dict[str, Any]) -> None:
     for row in expected["lora"]["rows"]:
         ids = row["input_ids"]
@@ -426,7 +426,7 @@ def test_converted_adapter_files(fixture_dir: Path, converted_adapter: Path, raw
 
 
 @pytest.mark.fixture
-@pytest.mark.model
+@pytest.mark.slow
 def test_peft_loads_every_converted_tensor(lora_model: Any, converted_adapter: Path) -> None:
     tensors = load_file(converted_adapter / "adapter_model.safetensors")
     state = {name: p for name, p in lora_model.named_parameters() if "lora_" in name}
@@ -516,7 +516,7 @@ class _Recorder:
 
 
 @pytest.mark.fixture
-@pytest.mark.model
+@pytest.mark.slow
 def test_sharded_checkpoint_streams_shard_by_shard(
     two_shards: Path, base_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -540,7 +540,7 @@ def test_sharded_checkpoint_streams_shard_by_shard(
 
 
 @pytest.mark.fixture
-@pytest.mark.model
+@pytest.mark.slow
 def test_incomplete_checkpoint_is_an_error(two_shards: Path) -> None:
     index = json.loads((two_shards / "model.safetensors.index.json").read_text(encoding="utf-8"))
     index["weight_map"] = {k: v for k, v in index["weight_map"].items() if v.startswith("model-00002")}
@@ -553,7 +553,7 @@ def test_incomplete_checkpoint_is_an_error(two_shards: Path) -> None:
 
 
 @pytest.mark.fixture
-@pytest.mark.model
+@pytest.mark.slow
 def test_pytorch_bin_checkpoint(backbone: Path, base_model: Any, tmp_path: Path) -> None:
     for name in ("config.json", "generation_config.json"):
         shutil.copy(backbone / name, tmp_path / name)

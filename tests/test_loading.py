@@ -7,20 +7,14 @@ from pathlib import Path
 
 import pytest
 from conftest import TAUGHT
-from typer.testing import CliRunner
+from helpers import cli
 
-from b2ner_cli.cli.app import app
 from b2ner_cli.errors import ModelError
 from b2ner_cli.models.spec import ModelSpec
-
-pytestmark = pytest.mark.model
 
 LABELS = "person,organization,location"
 TEXT, _, ANSWER = TAUGHT[0]
 
-
-def run(*args: str):
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 def test_4bit_nf4_on_cpu_with_bitsandbytes(tiny) -> None:
@@ -39,7 +33,7 @@ def test_4bit_extract_gives_the_taught_answer(tiny, tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text(TEXT + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    result = run(
+    result = cli(
         "extract",
         str(source),
         "-l",
@@ -64,9 +58,9 @@ def test_merge_gives_the_same_answers(tiny, tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text("".join(text + "\n" for text, labels, _ in TAUGHT if ",".join(labels) == LABELS))
     common = ["extract", str(source), "-l", LABELS, "-m", str(tiny.base), "--adapter", str(tiny.adapter), "--keep-raw"]
-    plain = run(*common, "-q")
+    plain = cli(*common, "-q")
     merged_out = tmp_path / "merged.jsonl"
-    merged = run(*common, "--merge", "-q", "-o", str(merged_out))
+    merged = cli(*common, "--merge", "-q", "-o", str(merged_out))
     assert merged.exit_code == 0, merged.output
     assert merged_out.read_text(encoding="utf-8") == plain.stdout
     assert json.loads(Path(f"{merged_out}.meta.json").read_text(encoding="utf-8"))["adapter_merged"] is True
@@ -75,7 +69,7 @@ def test_merge_gives_the_same_answers(tiny, tmp_path: Path) -> None:
 def test_merge_is_refused_for_a_quantized_model(tiny, tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text(TEXT + "\n", encoding="utf-8")
-    result = run(
+    result = cli(
         "extract",
         str(source),
         "-l",

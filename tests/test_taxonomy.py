@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from helpers import cli
 
-from b2ner_cli.cli.app import app
 from b2ner_cli.taxonomy.data import load
 from b2ner_cli.taxonomy.search import edit_distance, normalize, search
 from b2ner_cli.taxonomy.suggest import advise, dataset_labels, suggest, suggested_labels
-
-
-def run(*args: str):
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 def top(query: str) -> str:
@@ -115,7 +111,7 @@ def test_every_dataset_has_a_usable_label_set() -> None:
 
 
 def test_cli_search_json() -> None:
-    result = run("taxonomy", "search", "company", "--json", "--limit", "3")
+    result = cli("taxonomy", "search", "company", "--json", "--limit", "3")
     assert result.exit_code == 0
     hits = json.loads(result.stdout)
     assert hits[0]["en"] == "company" and hits[0]["zh"] == "组织机构名->公司" and hits[0]["match"] == "name"
@@ -123,55 +119,68 @@ def test_cli_search_json() -> None:
 
 
 def test_cli_search_table_in_chinese() -> None:
-    result = run("taxonomy", "search", "公司")
+    result = cli("taxonomy", "search", "公司")
     assert result.exit_code == 0
     assert "组织机构名->公司" in result.stdout
 
 
 def test_cli_search_nothing_found() -> None:
-    result = run("taxonomy", "search", "qqqqzzzz")
+    result = cli("taxonomy", "search", "qqqqzzzz")
     assert result.exit_code == 1
     assert result.stderr == 'No entity type matches "qqqqzzzz".\n'
 
 
 def test_cli_show() -> None:
-    result = run("taxonomy", "show", "company", "--json")
+    result = cli("taxonomy", "show", "company", "--json")
+    assert result.exit_code == 0
     data = json.loads(result.stdout)
     assert data["path"] == ["organization", "company"]
     assert data["zh"] == "组织机构名->公司"
     assert "CORP" in data["aliases"]
-    shown = run("taxonomy", "show", "人名")
-    assert "person" in shown.stdout and "conll2003" in shown.stdout
+    shown = cli("taxonomy", "show", "人名")  # found by its Chinese name, shown as the same entry
+    assert shown.exit_code == 0
+    out = shown.stdout
+    assert re.search(r"^\s*name\s+person\s+人名\s*$", out, re.MULTILINE)
+    assert re.search(r"^\s*path\s+person\s*$", out, re.MULTILINE)
+    assert "conll2003" in out[out.index("datasets") :]
 
 
 def test_cli_show_unknown_suggests() -> None:
-    result = run("taxonomy", "show", "compnay")
+    result = cli("taxonomy", "show", "compnay")
     assert result.exit_code == 2
     assert result.stderr.startswith('Error: "compnay" is not a taxonomy entry.\nHint: Did you mean "company"')
 
 
 def test_cli_list_dataset_prints_a_labels_line() -> None:
-    result = run("taxonomy", "list", "--dataset", "conll2003")
+    result = cli("taxonomy", "list", "--dataset", "conll2003")
     assert result.exit_code == 0
     assert result.stdout == "person,organization,location,miscellaneous entity\n"
-    data = json.loads(run("taxonomy", "list", "--dataset", "conll2003", "--json").stdout)
+    data = json.loads(cli("taxonomy", "list", "--dataset", "conll2003", "--json").stdout)
     assert data["mapping"]["PER"] == ["person"]
 
 
 def test_cli_list_under_and_tree() -> None:
-    names = run("taxonomy", "list", "--under", "organization").stdout.splitlines()
-    assert names[0] == "organization" and "company" in names
-    assert "person" not in names
-    tree = run("taxonomy", "list", "--tree", "--under", "organization").stdout
-    assert tree.splitlines()[0] == "organization" and "company" in tree
+    taxonomy = load()
+    listed = cli("taxonomy", "list", "--under", "organization")
+    assert listed.exit_code == 0
+    names = listed.stdout.splitlines()
+    assert names[0] == "organization" and "company" in names and "person" not in names
+    # every name listed lies under organization, and every entry under it is listed
+    under = {e.en for e in taxonomy.types.values() if "organization" in [p.en for p in taxonomy.path(e)]}
+    assert set(names) == under
+    tree = cli("taxonomy", "list", "--tree", "--under", "organization")
+    assert tree.exit_code == 0
+    lines = tree.stdout.splitlines()
+    assert lines[0] == "organization" and "├── company" in lines
+    assert {line.lstrip("│├└─ ") for line in lines} == under
 
 
 def test_cli_suggest_line_is_usable_as_labels() -> None:
-    result = run("taxonomy", "suggest", "PER,B-ORG,LOC")
+    result = cli("taxonomy", "suggest", "PER,B-ORG,LOC")
     assert result.exit_code == 0
     assert result.stdout == "person,organization,location\n"
     assert "PER" in result.stderr  # the reasons table
-    zh = run("taxonomy", "suggest", "PER,B-ORG,LOC", "--lang", "zh", "--json")
+    zh = cli("taxonomy", "suggest", "PER,B-ORG,LOC", "--lang", "zh", "--json")
     assert json.loads(zh.stdout)["labels"] == "人名,组织机构名,地名"
 
 
@@ -182,7 +191,7 @@ def test_taxonomy_search_does_not_import_torch() -> None:
         "assert r.exit_code == 0, r.output\n"
         "print([m for m in ('torch', 'transformers', 'peft') if m in sys.modules])"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.cli([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
 
@@ -192,7 +201,7 @@ def test_taxonomy_search_does_not_import_torch() -> None:
 def test_extract_labels_from_dataset_dry_run(tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text("Ada met Bob .\n", encoding="utf-8")
-    result = run("extract", str(source), "--labels-from-dataset", "conll2003", "--dry-run")
+    result = cli("extract", str(source), "--labels-from-dataset", "conll2003", "--dry-run")
     assert result.exit_code == 0, result.output
     assert "Label Set: person, organization, location, miscellaneous entity \n" in json.loads(result.stdout)["prompt"]
 
@@ -200,7 +209,7 @@ def test_extract_labels_from_dataset_dry_run(tmp_path: Path) -> None:
 def test_extract_unknown_dataset(tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text("x\n", encoding="utf-8")
-    result = run("extract", str(source), "--labels-from-dataset", "nope", "--dry-run")
+    result = cli("extract", str(source), "--labels-from-dataset", "nope", "--dry-run")
     assert result.exit_code == 2
     assert result.stderr.startswith('Error: No dataset "nope" in the taxonomy.')
 
@@ -208,7 +217,7 @@ def test_extract_unknown_dataset(tmp_path: Path) -> None:
 def test_extract_flags_raw_tags(tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text("Ada met Bob .\n", encoding="utf-8")
-    result = run("extract", str(source), "-l", "PER,ORG", "--dry-run")
+    result = cli("extract", str(source), "-l", "PER,ORG", "--dry-run")
     assert result.exit_code == 0
     assert "Label Set: PER, ORG \n" in json.loads(result.stdout)["prompt"]  # unchanged without --map-labels
     assert result.stderr.startswith(
@@ -217,13 +226,12 @@ def test_extract_flags_raw_tags(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.model
 def test_extract_map_labels_writes_the_users_tags_back(tiny, tmp_path: Path) -> None:
     # The taught adapter answers "person: Ada; city: Bob; person: Bob" for this text with the canonical labels
     # person, organization, location (conftest.TAUGHT); --map-labels prompts with those for PER, ORG, LOC.
     source = tmp_path / "in.txt"
     source.write_text("Ada met Bob .\n", encoding="utf-8")
-    result = run(
+    result = cli(
         "extract",
         str(source),
         "-l",
@@ -248,10 +256,10 @@ def test_the_wheel_ships_the_taxonomy(tmp_path: Path) -> None:
     source = tmp_path / "src"
     shutil.copytree(root, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__"))
     build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
-    subprocess.run([*build, str(source)], check=True, capture_output=True)
+    subprocess.cli([*build, str(source)], check=True, capture_output=True)
     [wheel] = tmp_path.glob("b2ner-*.whl")
     target = tmp_path / "site"
-    subprocess.run(
+    subprocess.cli(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
         check=True, capture_output=True,
     )  # fmt: skip
@@ -260,7 +268,7 @@ def test_the_wheel_ships_the_taxonomy(tmp_path: Path) -> None:
         "t = d.load()\n"
         "print(taxonomy_data.__file__, len(t.types), len(t.datasets), len(d.validate(t)))"
     )
-    done = subprocess.run(
+    done = subprocess.cli(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
