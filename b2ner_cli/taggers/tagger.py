@@ -50,6 +50,24 @@ class Tagger:
         model = TaggerModule(encoder, head).to(target).eval()
         return cls(model, tokenizer, card, target, folder)
 
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write this tagger to ``path`` (built next to it, then renamed into place; nothing is pickled)."""
+        import shutil
+
+        from ..io.writers import write_json_atomic
+        from .card import CARD, move_into_place
+
+        output = Path(path).expanduser()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        work = output.parent / f".{output.name}.saving"
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir()
+        write_files(work, self.model.encoder, self.tokenizer, self.model.head)
+        write_json_atomic(work / CARD, self.card)
+        move_into_place(work, output)
+        return output
+
     def kept_classes(self, labels: Sequence[str] | None) -> Any:
         """Class ids (0 = O) kept for a label subset; None for all labels."""
         import torch
@@ -116,6 +134,15 @@ class Tagger:
             "dtype": dtype,
             "b2ner_version": self.card.get("b2ner_version"),
         }
+
+
+def write_files(folder: Path, encoder: Any, tokenizer: Any, head: Any) -> None:
+    """The encoder (config + safetensors), its tokenizer files and ``head.safetensors``."""
+    from safetensors.torch import save_file
+
+    encoder.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}, str(folder / HEAD_WEIGHTS))
 
 
 def _dropout(config: Any) -> float:

@@ -21,7 +21,7 @@ from typing import Any
 from .. import __version__
 from ..errors import InputError, LabelError, ModelError, UsageError
 from ..io.writers import write_json_atomic
-from .card import CARD, FORMAT, FORMAT_VERSION, HEAD_WEIGHTS, METRICS, move_into_place, partial_dir
+from .card import CARD, FORMAT, FORMAT_VERSION, METRICS, move_into_place, partial_dir
 from .scoring import strict_f1
 from .types import SPAN_HEADS, TaggerExample, TaggerTrainResult, TaggerTrainSettings
 
@@ -176,7 +176,7 @@ def _train(
     from ..models.resolve import locate
     from .heads import build_head
     from .runtime import TaggerModule, autocast, collate, pick_device, run_windows, to_spans
-    from .tagger import _dropout, _pad_id
+    from .tagger import _dropout, _pad_id, write_files
     from .words import attach_entities, make_windows
 
     began = time.monotonic()
@@ -296,9 +296,7 @@ def _train(
 
     if dev and (work / BEST).is_file() and best_epoch != len(metrics):
         module.load_state_dict({k[6:]: v for k, v in load_file(str(work / BEST)).items()})
-    encoder.save_pretrained(work)
-    tokenizer.save_pretrained(work)
-    save_file({k: v.detach().contiguous().cpu() for k, v in module.head.state_dict().items()}, str(work / HEAD_WEIGHTS))
+    write_files(work, encoder, tokenizer, head)
     card = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
