@@ -119,7 +119,7 @@ def test_biaffine_decoding_on_a_hand_built_cube():
     assert [x[4] for x in nested] == pytest.approx([1 - sig(2.5), 1 - sig(3.0), 1 - sig(1.0)], abs=1e-6)
 
 
-def test_label_subset_masks_before_argmax():
+def test_label_subset_drops_other_labels_before_the_overlap_step():
     # classes O, A, B over the spans (0,0), (0,1), (1,1)
     starts, ends = span_index(2, 2)
     logits = torch.tensor([[[0.0, 2.0, 0.0], [0.0, 1.0, 4.0], [5.0, 0.0, 0.0]]])
@@ -130,9 +130,10 @@ def test_label_subset_masks_before_argmax():
     assert [(a, b, c) for a, b, c, _, _ in full] == [(0, 1, 2)]
     assert full[0][3] == pytest.approx(math.exp(4) / (1 + math.e + math.exp(4)), abs=1e-6)
     (only_a,) = decode_span_logits(logits, starts, ends, valid, kept=torch.tensor([0, 1]), **kwargs)
-    # without B: (0,0) A = e^2/(1+e^2) = 0.881 beats (0,1) A = e/(1+e) = 0.731; filtering afterwards would give nothing
+    # B spans leave before the overlap step, so (0,0) A (e^2 / (2 + e^2), over all classes) is no longer blocked
+    # (filtering afterwards would give nothing); (0,1) stays B and is not relabelled A
     assert [(a, b, c) for a, b, c, _, _ in only_a] == [(0, 0, 1)]
-    assert only_a[0][3] == pytest.approx(math.exp(2) / (1 + math.exp(2)), abs=1e-6)
+    assert only_a[0][3] == pytest.approx(math.exp(2) / (2 + math.exp(2)), abs=1e-6)
 
 
 def test_biaffine_score_is_the_bilinear_form():

@@ -3,9 +3,14 @@
 Every head takes ``h`` [batch, words, hidden] (each word's first-subword vector) and ``mask`` [batch, words]
 (a prefix mask), and works in class ids where 0 is O and 1..C are the tagger's labels (crf: BIO tag ids).
 ``decode`` returns, per sentence, candidates (first word, last word, class id, score, uncertainty) with words
-inclusive. A label subset is passed as ``kept`` (class ids, 0 included): every distribution is restricted to the
-kept classes (the others are masked out and the rest renormalised) *before* argmax and greedy selection, so a
-span of a kept label can never be suppressed by an overlapping span of a dropped label.
+inclusive.
+
+A label subset is passed as ``kept`` (class ids, 0 included). Each span's label is still the argmax over *all*
+classes, with its probability over all classes; spans of dropped labels are then removed *before* the greedy
+overlap step (span heads), so a kept-label span is never suppressed by an overlapping span of a dropped label.
+(crf and pointer have no overlap step: their dropped-label entities are removed after decoding.) Renormalising
+over the kept classes before argmax was tried and rejected: it relabels a confident ``person`` as ``location``
+when only ``location`` is kept, because the tiny O and location probabilities are all that remain.
 """
 
 from __future__ import annotations
@@ -116,10 +121,6 @@ def span_targets(entities: Sequence[Sequence[tuple[int, int, int]]], words: int,
     return target
 
 
-def restrict(logits: Tensor, kept: Tensor | None) -> Tensor:
-    return logits if kept is None else logits.index_select(-1, kept)
-
-
 def decode_span_logits(
     logits: Tensor,
     starts: Tensor,
@@ -132,13 +133,13 @@ def decode_span_logits(
     nested: bool,
     mc_probs: Tensor | None = None,
 ) -> list[list[Candidate]]:
-    """Argmax per span over the kept classes, then greedy selection by descending probability."""
-    logits = restrict(logits, kept)
+    """Argmax per span over all classes; spans whose label is kept go through greedy selection by probability."""
     probs = class_probs(logits, evidential)
     best_p, best = probs.max(-1)
     u = None if method is None else uncertainty(logits, method, evidential, mc_probs)
-    classes = kept.tolist() if kept is not None else list(range(logits.shape[-1]))
     hit = (best != 0) & valid
+    if kept is not None:
+        hit &= torch.isin(best, kept)
     out: list[list[Candidate]] = []
     for b in range(logits.shape[0]):
         idx = hit[b].nonzero().flatten().tolist()
@@ -146,7 +147,7 @@ def decode_span_logits(
         cls = best[b].tolist()
         st, en = starts.tolist(), ends.tolist()
         ub = u[b].tolist() if u is not None else None
-        cands = [(p[s], st[s], en[s], classes[cls[s]], None if ub is None else ub[s]) for s in idx]
+        cands = [(p[s], st[s], en[s], cls[s], None if ub is None else ub[s]) for s in idx]
         out.append([(c[1], c[2], c[3], c[0], c[4]) for c in greedy_spans(cands, nested=nested)])
     return out
 
@@ -199,7 +200,7 @@ class SpanHead(nn.Module):
     ) -> list[list[Candidate]]:
         mc_probs = None
         if mc:
-            mc_probs = torch.stack([class_probs(restrict(o["logits"], kept), self.evidential) for o in mc]).mean(0)
+            mc_probs = torch.stack([class_probs(o["logits"], self.evidential) for o in mc]).mean(0)
         return decode_span_logits(
             out["logits"], out["starts"], out["ends"], out["valid"],
             kept=kept, method=method, evidential=self.evidential, nested=False, mc_probs=mc_probs,
@@ -259,7 +260,7 @@ class BiaffineHead(nn.Module):
     ) -> list[list[Candidate]]:
         mc_probs = None
         if mc:
-            mc_probs = torch.stack([class_probs(restrict(o["logits"], kept), False) for o in mc]).mean(0)
+            mc_probs = torch.stack([class_probs(o["logits"], False) for o in mc]).mean(0)
         return decode_span_logits(
             out["logits"], out["starts"], out["ends"], out["valid"],
             kept=kept, method=method, evidential=False, nested=self.nested, mc_probs=mc_probs,
@@ -293,12 +294,7 @@ class PointerHead(nn.Module):
         if targets is not None:
             vector = nn.functional.one_hot(targets["start"], self.classes).to(h.dtype)
         else:
-            masked = start.float()
-            if kept is not None:
-                drop = torch.ones(self.classes, dtype=torch.bool, device=h.device)
-                drop[kept] = False
-                masked = masked.masked_fill(drop, float("-inf"))
-            vector = torch.softmax(masked, -1).to(h.dtype)
+            vector = torch.softmax(start.float(), -1).to(h.dtype)
         return {"start": start, "end": self.end(torch.cat([h, vector], -1)), "mask": mask}
 
     def targets(self, entities: Sequence[Sequence[tuple[int, int, int]]], words: int) -> Outputs:
@@ -322,14 +318,14 @@ class PointerHead(nn.Module):
     def decode(
         self, out: Outputs, mask: Tensor, *, kept: Tensor | None, method: str | None, mc: Sequence[Outputs] = ()
     ) -> list[list[Candidate]]:
-        classes = kept.tolist() if kept is not None else list(range(self.classes))
+        keep = set(range(self.classes)) if kept is None else set(kept.tolist())
         side: dict[str, tuple[Tensor, Tensor, Tensor | None]] = {}
         for key in ("start", "end"):
-            logits = restrict(out[key], kept)
+            logits = out[key]
             probs = torch.softmax(logits.float(), -1)
             mc_probs = None
             if mc:
-                mc_probs = torch.stack([torch.softmax(restrict(o[key], kept).float(), -1) for o in mc]).mean(0)
+                mc_probs = torch.stack([torch.softmax(o[key].float(), -1) for o in mc]).mean(0)
             u = None if method is None else uncertainty(logits, method, False, mc_probs)
             side[key] = (probs, probs.argmax(-1), u)
         (sp, sa, su), (ep, ea, eu) = side["start"], side["end"]
@@ -340,14 +336,14 @@ class PointerHead(nn.Module):
             found: list[Candidate] = []
             for i in range(n):
                 t = s_arg[i]
-                if t == 0:
+                if t == 0 or t not in keep:
                     continue
                 j = next((j for j in range(i, n) if e_arg[j] == t), None)
                 if j is None:
                     continue
                 score = math.sqrt(float(sp[b, i, t]) * float(ep[b, j, t]))
                 worst = None if su is None or eu is None else max(float(su[b, i]), float(eu[b, j]))
-                found.append((i, j, classes[t], score, worst))
+                found.append((i, j, t, score, worst))
             result.append(found)
         return result
 
@@ -473,13 +469,7 @@ class CrfHead(nn.Module):
         self, out: Outputs, mask: Tensor, *, kept: Tensor | None, method: str | None, mc: Sequence[Outputs] = ()
     ) -> list[list[Candidate]]:
         em = out["emissions"]
-        if kept is not None:
-            keep = set(kept.tolist())
-            gone = [label for label in range(1, self.num_labels + 1) if label not in keep]
-            dropped = [tag for label in gone for tag in (2 * label - 1, 2 * label)]
-            if dropped:
-                em = em.clone()
-                em[..., dropped] = NEG
+        keep = set(range(self.num_labels + 1)) if kept is None else set(kept.tolist())
         c_start, c_trans = bio_constraints(self.num_labels)
         start = self.start_scores.float() + c_start.to(em.device)
         transitions = self.transitions.float() + c_trans.to(em.device)
@@ -491,6 +481,8 @@ class CrfHead(nn.Module):
         for b, path in enumerate(paths):
             found: list[Candidate] = []
             for first, last, label in bio_entities(path):
+                if label not in keep:
+                    continue
                 score = sum(float(marginals[b, t, path[t]]) for t in range(first, last + 1)) / (last - first + 1)
                 found.append((first, last, label, min(1.0, max(0.0, score)), None))
             result.append(found)

@@ -95,8 +95,9 @@ class Tagger:
     ) -> list[list[TaggedSpan]]:
         """Entities of each text, sorted by position, as character offsets of that text.
 
-        ``labels`` restricts decoding to a subset: the other labels are masked out of every distribution before
-        argmax (see heads.py), so a kept-label span is never lost to an overlapping span of a dropped label.
+        ``labels`` keeps a subset: spans of the other labels are removed before the overlap step (see heads.py),
+        so a kept-label span is never lost to an overlapping span of a dropped label; labels and scores are
+        those of the full label set.
         ``uncertainty`` is confidence | entropy | evidential | mc-dropout (crf: always None).
         """
         from .runtime import run_windows, to_spans
