@@ -15,6 +15,7 @@ when only ``location`` is kept, because the tiny O and location probabilities ar
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -97,12 +98,18 @@ def evidential_loss(logits: Tensor, target: Tensor, anneal: float) -> Tensor:
 
 def span_index(words: int, max_span: int, device: Any = None) -> tuple[Tensor, Tensor]:
     """First and last word of every span of up to ``max_span`` words, ordered by start then end."""
+    starts, ends = _span_index(words, max_span)
+    return starts.to(device), ends.to(device)
+
+
+@functools.lru_cache(maxsize=512)
+def _span_index(words: int, max_span: int) -> tuple[Tensor, Tensor]:
     starts, ends = [], []
     for i in range(words):
         for j in range(i, min(words, i + max_span)):
             starts.append(i)
             ends.append(j)
-    return torch.tensor(starts, dtype=torch.long, device=device), torch.tensor(ends, dtype=torch.long, device=device)
+    return torch.tensor(starts, dtype=torch.long), torch.tensor(ends, dtype=torch.long)
 
 
 def span_targets(entities: Sequence[Sequence[tuple[int, int, int]]], words: int, max_span: int) -> Tensor:
@@ -140,16 +147,14 @@ def decode_span_logits(
     hit = (best != 0) & valid
     if kept is not None:
         hit &= torch.isin(best, kept)
-    out: list[list[Candidate]] = []
-    for b in range(logits.shape[0]):
-        idx = hit[b].nonzero().flatten().tolist()
-        p = best_p[b].tolist()
-        cls = best[b].tolist()
-        st, en = starts.tolist(), ends.tolist()
-        ub = u[b].tolist() if u is not None else None
-        cands = [(p[s], st[s], en[s], cls[s], None if ub is None else ub[s]) for s in idx]
-        out.append([(c[1], c[2], c[3], c[0], c[4]) for c in greedy_spans(cands, nested=nested)])
-    return out
+    rows = hit.nonzero()
+    st, en = starts[rows[:, 1]].tolist(), ends[rows[:, 1]].tolist()
+    p, cls = best_p[rows[:, 0], rows[:, 1]].tolist(), best[rows[:, 0], rows[:, 1]].tolist()
+    us = u[rows[:, 0], rows[:, 1]].tolist() if u is not None else [None] * len(st)
+    per: list[list[tuple[float, int, int, int, float | None]]] = [[] for _ in range(logits.shape[0])]
+    for n, b in enumerate(rows[:, 0].tolist()):
+        per[b].append((p[n], st[n], en[n], cls[n], us[n]))
+    return [[(c[1], c[2], c[3], c[0], c[4]) for c in greedy_spans(cands, nested=nested)] for cands in per]
 
 
 class SpanHead(nn.Module):
@@ -179,8 +184,16 @@ class SpanHead(nn.Module):
 
     def forward(self, h: Tensor, mask: Tensor, targets: Outputs | None = None, kept: Tensor | None = None) -> Outputs:
         starts, ends = span_index(h.shape[1], self.max_span, h.device)
-        features = torch.cat([h[:, starts], h[:, ends], self.width(ends - starts).expand(h.shape[0], -1, -1)], -1)
-        return {"logits": self.mlp(features), "valid": mask[:, ends], "starts": starts, "ends": ends}
+        # The first Linear over [h_start ; h_end ; width] is W_s h_start + W_e h_end + W_w width + b: project each
+        # word once and gather, instead of multiplying every span's concatenation (same result, ~L times cheaper).
+        first: nn.Linear = self.mlp[0]  # type: ignore[assignment]
+        hidden = h.shape[-1]
+        w_s, w_e, w_w = first.weight.split([hidden, hidden, first.weight.shape[1] - 2 * hidden], dim=1)
+        as_start, as_end = h @ w_s.T, h @ w_e.T
+        width = self.width(ends - starts) @ w_w.T + first.bias
+        x = as_start[:, starts] + as_end[:, ends] + width
+        logits = self.mlp[3](self.mlp[2](self.mlp[1](x)))
+        return {"logits": logits, "valid": mask[:, ends], "starts": starts, "ends": ends}
 
     def targets(self, entities: Sequence[Sequence[tuple[int, int, int]]], words: int) -> Outputs:
         return {"spans": span_targets(entities, words, self.max_span)}
