@@ -9,6 +9,7 @@ both and the ratio.
 
     python benchmarks/bench_tagger.py                # 1,000 documents
     python benchmarks/bench_tagger.py --docs 200     # a quick look
+    python benchmarks/bench_tagger.py --threads 1    # steadier figures on a busy shared machine
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--hidden", type=int, default=768)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--slice", type=int, default=256, help="documents per alternation between the two sides")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from transformers import BertConfig, BertForTokenClassification, pipeline
 

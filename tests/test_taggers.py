@@ -179,6 +179,7 @@ def test_label_subset_and_unknown_label(trained):
         only = tagger.predict(texts, labels=["location"])
         assert as_triples(only) == [[t for t in doc if t[2] == "location"] for doc in as_triples(full)]
         assert any(only)
+    assert tagger.predict([]) == [] and tagger.predict(["", "  "]) == [[], []]
     with pytest.raises(UsageError, match="`organization`") as err:
         tagger.predict(["Alice lives in Paris ."], labels=["location", "organization"])
     assert "location, person" in (err.value.hint or "")

@@ -111,6 +111,8 @@ class Tagger:
         if batch_tokens < 1:
             raise UsageError(f"batch_tokens must be at least 1, not {batch_tokens}.")
         kept = self.kept_classes(labels)
+        if not texts:
+            return []
         windows = make_windows(self.tokenizer, texts, self.settings.max_length)
         method = None if self.head == "crf" else uncertainty
         decoded = run_windows(
