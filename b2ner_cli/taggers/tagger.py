@@ -31,9 +31,11 @@ class Tagger:
         from safetensors.torch import load_file
         from transformers import AutoModel, AutoTokenizer
 
+        from ..models.loading import quiet_library_logs
         from .heads import build_head
         from .runtime import TaggerModule, pick_device
 
+        quiet_library_logs()
         folder = Path(path).expanduser()
         card = read_card(folder)
         settings = TaggerTrainSettings.from_dict(card.get("settings", {}))

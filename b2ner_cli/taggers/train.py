@@ -173,12 +173,14 @@ def _train(
     from safetensors.torch import load_file, save_file
     from transformers import AutoModel, AutoTokenizer
 
+    from ..models.loading import quiet_library_logs
     from ..models.resolve import locate
     from .heads import build_head
     from .runtime import TaggerModule, autocast, collate, pick_device, run_windows, to_spans
     from .tagger import _dropout, _pad_id, write_files
     from .words import attach_entities, make_windows
 
+    quiet_library_logs()  # the core never prints: no transformers progress bars or load reports on stderr
     began = time.monotonic()
     source = locate(encoder_ref, revision, kind="model", display=encoder_ref, offline=offline)
     try:
