@@ -120,3 +120,56 @@ def save(model: Any, tokenizer: Any, path: Path) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------- encoders (taggers)
+
+BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # ids 0..4
+
+
+def build_wordpiece_tokenizer(corpus: Sequence[str], vocab_size: int = 600) -> PreTrainedTokenizerFast:
+    """A BERT-style WordPiece tokenizer trained on ``corpus`` in milliseconds.
+
+    The BERT normalizer keeps case and puts spaces around CJK characters, so each CJK character is its own
+    token; the BERT pre-tokenizer splits on whitespace and punctuation. Encodings are ``[CLS] ... [SEP]``.
+    """
+    from tokenizers import normalizers, processors
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False, handle_chinese_chars=True, strip_accents=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=BERT_SPECIAL_TOKENS, show_progress=False)
+    tokenizer.train_from_iterator(list(corpus), trainer=trainer)
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def build_bert(vocab_size: int, hidden: int = 32, layers: int = 2, heads: int = 2, *, seed: int = 0) -> Any:
+    """A tiny random ``BertModel`` in float32; save it with ``save`` next to its tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=hidden * 4,
+        max_position_embeddings=512,
+        pad_token_id=0,
+    )
+    return BertModel(config).eval()

@@ -1,0 +1,106 @@
+"""Inference throughput of a b2ner tagger (spanner head) against transformers' token-classification pipeline.
+
+Both sides use the same BERT-base-shaped encoder (12 layers, hidden 768, random weights, a WordPiece tokenizer
+trained on the corpus on the spot) on the same synthetic documents. The baseline is
+``pipeline("token-classification", aggregation_strategy="simple", batch_size=32)`` over a
+``BertForTokenClassification`` holding the same encoder weights; b2ner's ``Tagger.predict`` sorts windows by
+length and packs them under a token budget chosen to hold about 32 documents per batch. Prints documents/s for
+both and the ratio.
+
+    python benchmarks/bench_tagger.py                # 1,000 documents
+    python benchmarks/bench_tagger.py --docs 200     # a quick look
+    python benchmarks/bench_tagger.py --threads 1    # steadier figures on a busy shared machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from b2ner_cli.benchmark import synthetic_corpus
+from b2ner_cli.taggers import Tagger, TaggerTrainSettings
+from b2ner_cli.taggers.card import FORMAT, FORMAT_VERSION
+from b2ner_cli.taggers.heads import SpanHead
+from b2ner_cli.taggers.runtime import TaggerModule
+from b2ner_cli.testing import build_bert, build_wordpiece_tokenizer
+
+LABELS = ("person", "organization", "location")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--hidden", type=int, default=768)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--slice", type=int, default=256, help="documents per alternation between the two sides")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from transformers import BertConfig, BertForTokenClassification, pipeline
+
+    docs = [d.text for d in synthetic_corpus(args.docs, 0)]
+    tokenizer = build_wordpiece_tokenizer([d.text for d in synthetic_corpus(500, 1)] + docs, vocab_size=4000)
+    encoder = build_bert(len(tokenizer), hidden=args.hidden, layers=args.layers, heads=max(1, args.hidden // 64))
+    lengths = [len(ids) for ids in tokenizer(docs)["input_ids"]]
+    print(
+        f"corpus: {len(docs)} documents, {statistics.mean(lengths):.1f} subwords on average (max {max(lengths)}); "
+        f"encoder: random BERT {args.layers} layers, hidden {args.hidden}, "
+        f"{sum(p.numel() for p in encoder.parameters()):,} parameters; torch threads {torch.get_num_threads()}"
+    )
+
+    settings = TaggerTrainSettings(head="spanner", max_length=256)
+    torch.manual_seed(0)
+    head = SpanHead(args.hidden, len(LABELS), max_span=settings.max_span_words, dropout=0.1)
+    card = {"format": FORMAT, "format_version": FORMAT_VERSION, "encoder": {"ref": "random-bert-base"},
+            "head": "spanner", "labels": list(LABELS), "settings": settings.to_dict()}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        Tagger(TaggerModule(encoder, head).eval(), tokenizer, card, torch.device("cpu")).save(Path(tmp) / "tagger")
+        tagger = Tagger.load(Path(tmp) / "tagger", device="cpu")
+
+    tags = ["O", *(f"{p}-{label}" for label in LABELS for p in "BI")]
+    base_config = {k: v for k, v in encoder.config.to_dict().items() if k not in ("id2label", "label2id")}
+    config = BertConfig(**base_config, id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)})
+    baseline = BertForTokenClassification(config).eval()
+    weights = {k: v for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
+    baseline.bert.load_state_dict(weights, strict=True)  # the same encoder weights on both sides
+    pipe = pipeline(
+        "token-classification", model=baseline, tokenizer=tokenizer, device=-1, aggregation_strategy="simple"
+    )
+
+    budget = args.batch_size * round(statistics.mean(lengths))
+    tagger.predict(docs[:64], batch_tokens=budget)  # warm-up
+    pipe(docs[:64], batch_size=args.batch_size)
+
+    # Alternate the two sides over slices of the corpus, so that load from other processes on a shared machine
+    # falls on both alike.
+    ours_s = base_s = 0.0
+    done = 0
+    for at in range(0, len(docs), args.slice):
+        part = docs[at : at + args.slice]
+        start = time.perf_counter()
+        ours = tagger.predict(part, batch_tokens=budget)
+        ours_s += time.perf_counter() - start
+        start = time.perf_counter()
+        theirs = pipe(part, batch_size=args.batch_size)
+        base_s += time.perf_counter() - start
+        assert len(ours) == len(theirs) == len(part)
+        done += len(part)
+
+    ours_dps, base_dps = len(docs) / ours_s, len(docs) / base_s
+    print(f"baseline (transformers token-classification pipeline, batch {args.batch_size}): "
+          f"{len(docs)} docs in {base_s:.1f} s = {base_dps:.1f} docs/s")  # fmt: skip
+    print(f"b2ner Tagger.predict (spanner, length-sorted, {budget} subwords per batch): "
+          f"{len(docs)} docs in {ours_s:.1f} s = {ours_dps:.1f} docs/s")  # fmt: skip
+    print(f"speed-up: {ours_dps / base_dps:.2f}x documents/s (target: >= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
