@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from typing import Annotated
 
 import typer
@@ -17,19 +16,13 @@ from ..taxonomy.data import EntityType, Taxonomy, load
 from ..taxonomy.search import search as run_search
 from ..taxonomy.suggest import dataset_labels, suggested_labels
 from ..taxonomy.suggest import suggest as run_suggest
-from .common import JsonOption, boundary, stderr_console
+from .common import JsonOption, Lang, boundary, stderr_console
 
 app = typer.Typer(
     help="Find label names that work well with B2NER: search, browse and map raw tags to canonical names.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
-
-
-class Lang(str, Enum):
-    auto = "auto"
-    en = "en"
-    zh = "zh"
 
 
 LangOption = Annotated[Lang, typer.Option("--lang", help="Names in en or zh; auto follows the query.")]
@@ -216,7 +209,7 @@ def suggest(
     line = ",".join(suggested_labels(suggestions, language))
     if as_json:
         typer.echo(json.dumps(
-            {"labels": line, "lang": language, "suggestions": [s.to_dict(language) for s in suggestions]},
+            {"labels": line, "language": language, "suggestions": [s.to_dict(language) for s in suggestions]},
             ensure_ascii=False, indent=2,
         ))  # fmt: skip
         return
