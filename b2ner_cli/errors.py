@@ -12,6 +12,18 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: handled like Ctrl-C (valid partial output, status "interrupted"), exit 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
 class B2nerError(Exception):
     """A known failure: shown to the user as one line, plus an optional hint."""
 

@@ -11,6 +11,7 @@ from . import extract as extract_cmd
 from . import finetune as finetune_cmd
 from . import models as models_cmd
 from . import taxonomy as taxonomy_cmd
+from .common import stop_on_signals
 
 app = typer.Typer(
     name="b2ner",
@@ -42,4 +43,5 @@ def root(
 
 
 def main() -> None:
+    stop_on_signals()
     app()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -12,8 +13,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from ..errors import EXIT_INTERRUPTED, EXIT_OK, B2nerError
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, B2nerError, Terminated
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,9 +30,9 @@ def debug_enabled() -> bool:
 
 def report(error: B2nerError) -> None:
     console = stderr_console()
-    console.print(f"[bold red]Error:[/] {error.message}", markup=True, emoji=False)
+    console.print(f"[bold red]Error:[/] {escape(error.message)}", markup=True, emoji=False)
     if error.hint:
-        console.print(f"[bold]Hint:[/] {error.hint}", markup=True, emoji=False)
+        console.print(f"[bold]Hint:[/] {escape(error.hint)}", markup=True, emoji=False)
 
 
 def boundary(func: F) -> F:
@@ -48,9 +50,12 @@ def boundary(func: F) -> F:
                 raise
             report(error)
             raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             if debug_enabled():
                 raise
+            if isinstance(stop, Terminated):
+                stderr_console().print(f"Stopped by {signal.Signals(stop.signum).name}.", markup=False)
+                raise typer.Exit(stop.exit_code) from None
             stderr_console().print("Interrupted.", markup=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except BrokenPipeError:
@@ -60,6 +65,18 @@ def boundary(func: F) -> F:
             raise typer.Exit(EXIT_OK) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP take the Ctrl-C path: the run stops where it is, its output stays valid, and the metadata
+    says "interrupted" (exit 143 / 129)."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Terminated(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handler)
 
 
 def note_printer(console: Console, quiet: bool = False) -> Callable[[str], None]:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..evaluation.job import EvalSpec, run_eval
@@ -147,14 +148,14 @@ def _render(report: Report, by_label: bool) -> None:
         table.add_column(column, justify="right" if column in ("n", "P", "R", "F1", "macro F1") else "left")
     for d in report.datasets:
         b, s = d.b2ner, d.strict
-        table.add_row(d.name, d.language, str(d.sentences), "b2ner", _pct(b.precision), _pct(b.recall),
+        table.add_row(escape(d.name), escape(d.language), str(d.sentences), "b2ner", _pct(b.precision), _pct(b.recall),
                       _with_ci(b.f1, d.b2ner_ci), "")  # fmt: skip
         strict_f1 = _with_ci(s.f1 if s else None, d.strict_ci)
         table.add_row("", "", "", "strict", _pct(s.precision if s else None), _pct(s.recall if s else None),
                       strict_f1, _pct(d.strict_macro_f1), end_section=True)  # fmt: skip
     averages = report.averages()
     for language, f1 in averages["b2ner_f1"].items():  # type: ignore[attr-defined]
-        table.add_row("average", language, "", "b2ner", "", "", _pct(f1), "", style="bold")
+        table.add_row("average", escape(language), "", "b2ner", "", "", _pct(f1), "", style="bold")
         table.add_row("", "", "", "strict", "", "", _pct(averages["strict_f1"].get(language)), "", style="bold")  # type: ignore[attr-defined]
     console.print(table)
     notes = [
@@ -164,13 +165,14 @@ def _render(report: Report, by_label: bool) -> None:
         if d.unmatched or d.unknown_labels
     ]
     for note in notes:
-        console.print(note)
+        console.print(note, markup=False)
     if by_label:
         for d in report.datasets:
             if not d.labels:
                 continue
-            labels = Table("label", "P", "R", "F1", "support", title=f"{d.name}: strict scores per label (x100)")
+            title = escape(f"{d.name}: strict scores per label (x100)")
+            labels = Table("label", "P", "R", "F1", "support", title=title)
             for label, counts in sorted(d.labels.items()):
-                labels.add_row(label, _pct(counts.precision), _pct(counts.recall), _pct(counts.f1),
+                labels.add_row(escape(label), _pct(counts.precision), _pct(counts.recall), _pct(counts.f1),
                                str(counts.tp + counts.fn))  # fmt: skip
             console.print(labels)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..models.catalog import list_models, model_info
@@ -42,12 +43,12 @@ def list_(as_json: JsonOption = False) -> None:
         cached = "yes" if all(p.present for p in parts) else ("partly" if any(p.present for p in parts) else "no")
         size = sum(p.size_bytes for p in parts)
         table.add_row(
-            status.entry.name,
-            status.entry.backbone,
-            status.entry.adapter or "-",
+            escape(status.entry.name),
+            escape(status.entry.backbone),
+            escape(status.entry.adapter or "-"),
             cached,
             _size(size) if size else "-",
-            status.entry.description,
+            escape(status.entry.description),
         )
     Console(highlight=False).print(table)
 
@@ -96,5 +97,5 @@ def info(
     for key, value in details.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}: {v}" for k, v in value.items())
-        table.add_row(f"[bold]{key}[/]", str(value))
+        table.add_row(f"[bold]{escape(key)}[/]", escape(str(value)))
     Console(highlight=False).print(table)

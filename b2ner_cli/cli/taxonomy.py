@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -88,7 +89,12 @@ def search(
     table = Table("name", "other language", "description", "match")
     for hit in hits:
         other = "zh" if language == "en" else "en"
-        table.add_row(hit.entry.name(language), hit.entry.name(other), hit.entry.description(language), hit.why)
+        table.add_row(
+            *(
+                escape(cell)
+                for cell in (hit.entry.name(language), hit.entry.name(other), hit.entry.description(language), hit.why)
+            )
+        )
     _out().print(table)
 
 
@@ -108,11 +114,11 @@ def show(
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
     table = Table(show_header=False, box=None)
-    table.add_row("[bold]name[/]", f"{entry.en}   {entry.zh}")
-    table.add_row("[bold]path[/]", " > ".join(data["path"]))  # type: ignore[arg-type]
-    table.add_row("[bold]description[/]", f"{entry.description_en}\n{entry.description_zh}")
+    table.add_row("[bold]name[/]", escape(f"{entry.en}   {entry.zh}"))
+    table.add_row("[bold]path[/]", escape(" > ".join(data["path"])))  # type: ignore[arg-type]
+    table.add_row("[bold]description[/]", escape(f"{entry.description_en}\n{entry.description_zh}"))
     for key in ("children", "aliases", "examples", "datasets"):
-        table.add_row(f"[bold]{key}[/]", ", ".join(data[key]) or "-")  # type: ignore[arg-type]
+        table.add_row(f"[bold]{key}[/]", escape(", ".join(data[key]) or "-"))  # type: ignore[arg-type]
     _out().print(table)
 
 
@@ -143,7 +149,9 @@ def list_(
         typer.echo(json.dumps([entry_dict(taxonomy.types[n], taxonomy) for n in names], ensure_ascii=False, indent=2))
         return
     if tree:
-        top = Tree(root.name(language) if root else f"taxonomy {taxonomy.version} ({len(taxonomy.types)} types)")
+        top = Tree(
+            escape(root.name(language)) if root else f"taxonomy {taxonomy.version} ({len(taxonomy.types)} types)"
+        )
         _grow(top, taxonomy, root.en if root else None, language)
         _out().print(top)
         return
@@ -163,7 +171,7 @@ def _subtree(taxonomy: Taxonomy, top: str | None) -> list[str]:
 
 def _grow(node: Tree, taxonomy: Taxonomy, parent: str | None, language: str) -> None:
     for name in sorted(taxonomy.children.get(parent, [])):
-        _grow(node.add(taxonomy.types[name].name(language)), taxonomy, name, language)
+        _grow(node.add(escape(taxonomy.types[name].name(language))), taxonomy, name, language)
 
 
 def _list_dataset(taxonomy: Taxonomy, name: str, lang: Lang, as_json: bool) -> None:
@@ -181,9 +189,9 @@ def _list_dataset(taxonomy: Taxonomy, name: str, lang: Lang, as_json: bool) -> N
             ensure_ascii=False, indent=2,
         ))  # fmt: skip
         return
-    table = Table("tag", "canonical name", title=f"{found.title} ({found.language}, {found.domain})")
+    table = Table("tag", "canonical name", title=escape(f"{found.title} ({found.language}, {found.domain})"))
     for raw, names in found.labels.items():
-        table.add_row(raw, ", ".join(taxonomy.types[n].name(language) for n in names))
+        table.add_row(escape(raw), escape(", ".join(taxonomy.types[n].name(language) for n in names)))
     stderr_console().print(table)
     typer.echo(",".join(labels))
 
@@ -215,6 +223,6 @@ def suggest(
         return
     table = Table("given", "use", "why")
     for s in suggestions:
-        table.add_row(s.raw, s.name(language), s.reason)
+        table.add_row(escape(s.raw), escape(s.name(language)), escape(s.reason))
     stderr_console().print(table)
     typer.echo(line)

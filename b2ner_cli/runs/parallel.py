@@ -6,6 +6,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import signal
+import sys
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from itertools import islice
@@ -18,7 +22,31 @@ from ..records import Record
 from .settings import RunStats, Task
 
 
-def _worker(index: int, device: str, threads: int, spec: ModelSpec, task: Task, tasks: Any, results: Any) -> None:
+def _die_with(parent: int) -> None:
+    """A worker never outlives its parent (killed, crashed): on Linux the kernel sends it SIGKILL when the parent
+    dies; elsewhere a watchdog thread notices that it was re-parented. Its memory (and GPU) is then released."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="b2ner-parent-watch").start()
+
+
+def _worker(index: int, device: str, threads: int, spec: ModelSpec, task: Task, tasks: Any, results: Any,
+            parent: int) -> None:  # fmt: skip
+    _die_with(parent)
     if device.startswith("cuda:"):
         os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]  # this replica sees its own GPU as cuda:0
     try:
@@ -77,7 +105,9 @@ def parallel_stream(
     tasks = [context.Queue() for _ in range(workers)]
     results = context.Queue()
     processes = [
-        context.Process(target=_worker, args=(i, devices[i], threads, spec, task, tasks[i], results), daemon=True)
+        context.Process(
+            target=_worker, args=(i, devices[i], threads, spec, task, tasks[i], results, os.getpid()), daemon=True
+        )
         for i in range(workers)
     ]
     for process in processes:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 #: a candidate is (probability, first word, last word, ...); words inclusive.
-C = TypeVar("C", bound=tuple)  # type: ignore[type-arg]
+C = TypeVar("C", bound=tuple)
 
 
 def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
