@@ -7,8 +7,10 @@ repo has them). Downloads resume, show progress on stderr, and honour ``HF_TOKEN
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -42,6 +44,44 @@ def offline_mode(offline: bool) -> bool:
     return offline or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def unreachable(endpoint: str | None = None, timeout: float = 3.0) -> str | None:
+    """Why the Hub endpoint cannot be reached (name resolution, a refused or timed-out connection), or None.
+
+    A quick check before downloading, so that a machine without network fails in seconds with hints instead of
+    minutes of the library's retries.
+    """
+    from urllib.parse import urlsplit
+
+    if endpoint is None:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    parts = urlsplit(endpoint)
+    host = parts.hostname or endpoint
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.getaddrinfo(host, port)
+    except (socket.gaierror, UnicodeError):
+        return f"the name {host} does not resolve"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"no connection to {host}:{port} ({exc.strerror or type(exc).__name__})"
+
+
+def _offline_hint(name: str, for_download: bool) -> str:
+    if for_download:
+        return "Unset HF_HUB_OFFLINE (and drop --offline) to download it."
+    return f"Run `b2ner models download {name}` where the Hub is reachable, or pass a local directory with -m ./dir."
+
+
 def _weight_patterns(repo_id: str, revision: str | None) -> list[str]:
     """Safetensors when the repo has them, else PyTorch .bin files (asks the Hub for the file list)."""
     from huggingface_hub import HfApi
@@ -62,10 +102,12 @@ def fetch(
     offline: bool = False,
     quiet: bool = False,
     with_code: bool = False,
+    for_download: bool = False,
 ) -> Path:
     """The local snapshot folder of ``repo_id`` at ``revision``, downloading what is missing.
 
-    ``with_code`` also fetches the repo's Python files, for an explicit --trust-remote-code.
+    ``with_code`` also fetches the repo's Python files, for an explicit --trust-remote-code; ``for_download`` words
+    the errors for ``b2ner models download``.
     """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
@@ -78,14 +120,25 @@ def fetch(
 
     name = display or repo_id
     offline = offline_mode(offline)
+    what = "Adapter" if kind == "adapter" else "Model"
+    at = f" at revision {revision}" if revision else ""
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # no retry chatter: our errors say what to do
+    if not offline and (problem := unreachable()) is not None:
+        try:  # the cache may already hold it
+            return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+        except LocalEntryNotFoundError:
+            raise ModelError(
+                f"{what} `{name}` ({repo_id}{at}) is not in the local cache and the Hub cannot be reached: {problem}.",
+                "Pass a local model directory (-m ./dir), fill the cache where the Hub is reachable and use "
+                f"--offline (cache: {cache_dir()}), or set HF_ENDPOINT to a mirror you can reach "
+                "(e.g. HF_ENDPOINT=https://hf-mirror.com).",
+            ) from None
     if kind == "adapter":
         patterns = ADAPTER_FILES
     else:
         patterns = CONFIG_FILES + (SAFETENSORS + PYTORCH_BIN if offline else _weight_patterns(repo_id, revision))
         if with_code:
             patterns = [*patterns, "*.py"]
-    what = "Adapter" if kind == "adapter" else "Model"
-    at = f" at revision {revision}" if revision else ""
     if quiet:
         disable_progress_bars()
     try:
@@ -95,11 +148,11 @@ def fetch(
             raise ModelError(
                 f"{what} `{name}` ({repo_id}{at}) is not in the local cache and offline mode is on "
                 "(--offline or HF_HUB_OFFLINE).",
-                f"Run `b2ner models download {name}` with network access.",
+                _offline_hint(name, for_download),
             ) from None
         raise ModelError(
             f"{what} `{name}` ({repo_id}{at}) could not be downloaded: the Hub is unreachable and it is not cached.",
-            f"Check the network, then run `b2ner models download {name}`.",
+            f"Check the network or HF_ENDPOINT, then run `b2ner models download {name}`; or pass -m ./dir.",
         ) from None
     except GatedRepoError:
         raise ModelError(

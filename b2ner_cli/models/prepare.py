@@ -165,7 +165,7 @@ def download(
     note: Note | None = None,
 ) -> list[Path]:
     """Fetch a model and its adapter into the cache (converting InternLM2 once); the local paths."""
-    resolved = resolve(name, revision=revision, adapter_revision=adapter_revision, quiet=quiet)
+    resolved = resolve(name, revision=revision, adapter_revision=adapter_revision, quiet=quiet, for_download=True)
     paths = [resolved.backbone.path] + ([resolved.adapter.path] if resolved.adapter else [])
     if read_json(resolved.backbone, "config.json").get("model_type") == "internlm2":
         prepare(resolved.backbone, resolved.adapter, note=note or (lambda _: None))

@@ -41,6 +41,7 @@ def resolve(
     offline: bool = False,
     quiet: bool = False,
     trust_remote_code: bool = False,
+    for_download: bool = False,
 ) -> Resolved:
     """Resolve ``--model``/``--adapter`` (aliases bring their own adapter unless one is given or refused).
 
@@ -63,14 +64,16 @@ def resolve(
     if no_adapter:
         adapter_ref = None
     backbone = locate(
-        backbone_ref, revision, kind="model", display=name, offline=offline, quiet=quiet, with_code=trust_remote_code
-    )
+        backbone_ref, revision, kind="model", display=name, offline=offline, quiet=quiet, with_code=trust_remote_code,
+        for_download=for_download,
+    )  # fmt: skip
     located_adapter = None
     if adapter_ref is not None:
         shown = adapter or f"{name}'s adapter"
         located_adapter = locate(
-            adapter_ref, adapter_revision, kind="adapter", display=shown, offline=offline, quiet=quiet
-        )
+            adapter_ref, adapter_revision, kind="adapter", display=shown, offline=offline, quiet=quiet,
+            for_download=for_download,
+        )  # fmt: skip
     return Resolved(backbone, located_adapter, alias=name if entry else None)
 
 
@@ -117,14 +120,16 @@ def locate(
     offline: bool = False,
     quiet: bool = False,
     with_code: bool = False,
+    for_download: bool = False,
 ) -> ModelSource:
     path = Path(ref).expanduser()
     if path.exists():
         source = ModelSource(ref=display, path=path)
     elif hub.looks_like_repo_id(ref):
         snapshot = hub.fetch(
-            ref, revision=revision, kind=kind, display=display, offline=offline, quiet=quiet, with_code=with_code
-        )
+            ref, revision=revision, kind=kind, display=display, offline=offline, quiet=quiet, with_code=with_code,
+            for_download=for_download,
+        )  # fmt: skip
         source = ModelSource(ref=display, path=snapshot, revision=snapshot.name, repo_id=ref)
     else:
         error, what = (AdapterError, "Adapter") if kind == "adapter" else (ModelError, "Model")
