@@ -158,6 +158,7 @@ def _run_window(
         per_doc.append(mine)
         chunks.extend(mine)
     remaining = [len(mine) for mine in per_doc]
+    stats.answered += remaining.count(0)
     emitted = 0
     for batch in plan_batches(
         [len(c.ids) for c in chunks], max_batch_size=settings.batch_size, max_batch_tokens=settings.batch_tokens
@@ -167,6 +168,7 @@ def _run_window(
         ):
             chunks[position].generation = generation
             remaining[chunks[position].doc] -= 1
+            stats.answered += remaining[chunks[position].doc] == 0
         stats.prompts_done += len(batch)
         if progress is not None:
             progress()

@@ -139,3 +139,38 @@ def test_flat_setting_resolves_overlaps_in_records() -> None:
     [flat] = extract([Document(id="x", text=text)], generator, LABELS, settings=ExtractSettings(flat=True))
     # ... and with it only the longest span survives
     assert [(e.start, e.end, e.text, e.label) for e in flat.entities] == [(13, 26, "New York City", "location")]
+
+
+def test_progress_moves_as_batches_finish_before_any_record_is_complete() -> None:
+    """Documents are answered longest first: the shortest, first document is answered last, so no record can be
+    written before the final batch; progress must still move after every batch."""
+    from b2ner_cli.models.spec import ModelSpec
+    from b2ner_cli.pipeline import LLMRecognizer
+    from b2ner_cli.records import Record
+    from b2ner_cli.runs.run import Progress, RunSpec, execute
+    from b2ner_cli.runs.settings import Task
+
+    docs = [Document(id=str(i), text="word " * (i + 1)) for i in range(8)]
+    timeline: list[tuple[str, int]] = []
+
+    class Sink:
+        count, path = 0, None
+
+        def write(self, record: Record) -> None:
+            timeline.append(("record", int(record.id)))
+            self.count += 1
+
+        def close(self, complete: bool) -> None:
+            pass
+
+    def events(event: object) -> None:
+        if isinstance(event, Progress):
+            timeline.append(("answered", event.stats.answered))
+
+    task = Task.of(LABELS, settings=ExtractSettings(batch_size=2, window=8))
+    recognizer = LLMRecognizer(ScriptedGenerator())  # type: ignore[arg-type]
+    execute(RunSpec(ModelSpec(), task), documents=docs, sink=Sink(), recognizer=recognizer, events=events)
+    first_record = timeline.index(("record", 0))
+    # 8 documents in batches of 2: answered 2, 4, 6 before the last batch, which completes document 0.
+    assert timeline[:first_record] == [("answered", 2), ("answered", 4), ("answered", 6), ("answered", 8)]
+    assert [item for item in timeline if item[0] == "record"] == [("record", i) for i in range(8)]

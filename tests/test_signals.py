@@ -81,3 +81,34 @@ def test_worker_replicas_die_with_their_parent(tiny, tmp_path: Path) -> None:
     gone, alive = psutil.wait_procs(workers, timeout=20)
     assert not alive, [w.pid for w in alive]
     assert {w.pid for w in gone} == {w.pid for w in workers}
+
+
+def test_stdout_lines_stay_clean_in_a_terminal(tiny, tmp_path: Path) -> None:
+    """stdout and stderr on one pseudo-terminal (as in an interactive shell): no progress frame lands on a JSON line."""
+    import pty
+
+    text, _, _ = TAUGHT[0]
+    source = tmp_path / "in.txt"
+    source.write_text((text + "\n") * 40, encoding="utf-8")
+    command = [sys.executable, "-m", "b2ner_cli", "extract", str(source), "-l", ",".join(EN_LABELS), "-m",
+               str(tiny.base), "--adapter", str(tiny.adapter), "-b", "4"]  # fmt: skip
+    leader, follower = pty.openpty()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TERM": "xterm", "COLUMNS": "200"}
+    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    process.wait(timeout=120)
+    os.close(leader)
+    assert process.returncode == 0
+    lines = b"".join(chunks).decode("utf-8").replace("\r\n", "\n").split("\n")
+    records = [line for line in lines if '"id"' in line]
+    assert len(records) == 40
+    assert all(line.startswith('{"id"') and line.endswith("}") for line in records), records[:3]

@@ -17,7 +17,8 @@ app = typer.Typer(
     name="b2ner",
     help="Open zero-shot named entity recognition with the B2NER models, for English and Chinese text.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )

@@ -5,6 +5,7 @@ A thin command: flags -> a :class:`RunSpec` -> :func:`b2ner_cli.runs.run.execute
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
@@ -47,7 +48,7 @@ from .common import (
     note_printer,
     stderr_console,
 )
-from .render import RunView, TableRenderer
+from .render import RunView, TableRenderer, count
 
 
 class OutputFormat(str, Enum):
@@ -216,49 +217,47 @@ def extract(
             "--format table prints to the terminal; it cannot be combined with --output.",
             "Drop -o, or use --format jsonl to write a file.",
         )
+
     from ..runs.parallel import replica_count
 
     spec = replace(spec, data_parallel=replica_count(data_parallel, device.value))
     sink = TableRenderer(Console(highlight=False)) if output_format is OutputFormat.table else None
-    with RunView(err, quiet=quiet) as view:
+    to_terminal = output in (None, "-") and sys.stdout.isatty()
+    with RunView(err, quiet=quiet, records_to_terminal=to_terminal) as view:
         result = execute(spec, sink=sink, events=view)
     if not quiet:
         _summary(err, result, output, max_new_tokens)
-
-
-def _count(n: int, noun: str, plural: str | None = None) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"
 
 
 def _summary(err: Console, result: RunResult, output: str | None, max_new_tokens: int) -> None:
     stats, seconds = result.stats, result.seconds
     where = f" -> {output}" if output and output != "-" else ""
     err.print(
-        f"{_count(stats.entities, 'entity', 'entities')} in {_count(stats.documents, 'document')} "
-        f"({_count(stats.chunks, 'prompt')}, {stats.documents / max(seconds, 1e-9):.1f} documents/s){where}",
+        f"{count(stats.entities, 'entity', 'entities')} in {count(stats.documents, 'document')} "
+        f"({count(stats.chunks, 'prompt')}, {stats.documents / max(seconds, 1e-9):.1f} documents/s){where}",
         markup=False,
     )
     if stats.unmatched:
         err.print(
-            f'{_count(stats.unmatched, "mention")} not found in their text (listed under "unmatched").',
+            f'{count(stats.unmatched, "mention")} not found in their text (listed under "unmatched").',
             markup=False,
         )
     if stats.unknown_labels:
         names = ", ".join(f"{k} ({v})" for k, v in sorted(stats.unknown_label_names.items()))
         err.print(
-            f"Dropped {_count(stats.unknown_labels, 'mention')} with labels that were not asked for: {names}.",
+            f"Dropped {count(stats.unknown_labels, 'mention')} with labels that were not asked for: {names}.",
             markup=False,
         )
     capped = stats.truncated - stats.runaways
     if capped:
         err.print(
-            f"Warning: {_count(capped, 'answer')} reached the new-token cap (--max-new-tokens {max_new_tokens}, "
+            f"Warning: {count(capped, 'answer')} reached the new-token cap (--max-new-tokens {max_new_tokens}, "
             "or 4 tokens per prompt token) before ending; their last mention was dropped.",
             markup=False,
         )
     if stats.runaways:
         err.print(
-            f"Warning: {_count(stats.runaways, 'answer')} started repeating and were stopped; "
+            f"Warning: {count(stats.runaways, 'answer')} started repeating and were stopped; "
             "their last mention was dropped.",
             markup=False,
         )

@@ -6,7 +6,16 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.status import Status
 from rich.text import Text
 
@@ -65,37 +74,56 @@ class TableRenderer:
         self.console.print()
 
 
-class RunView:
-    """Shows a run's events on stderr: a loading spinner, a progress line (terminal only), notes, a stop message."""
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 document``, ``2 documents``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"
 
-    def __init__(self, console: Console, *, quiet: bool = False, label: str = "documents") -> None:
+
+class RunView:
+    """Shows a run's events on stderr: a loading spinner, a progress line, notes, a stop message.
+
+    The live line is drawn only on a terminal, and not when the records themselves go to the same terminal (a line
+    redrawn on stderr would land in the middle of stdout's lines): the records are the progress then.
+    """
+
+    def __init__(self, console: Console, *, quiet: bool = False, records_to_terminal: bool = False) -> None:
         self.console = console
         self.quiet = quiet
-        self.show = not quiet and console.is_terminal
+        self.show = not quiet and console.is_terminal and not records_to_terminal
         self._status: Status | None = None
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.completed} " + label),
-            TextColumn("{task.fields[rate]:.1f} docs/s"),
-            TextColumn("{task.fields[entities]} entities"),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not self.show,
-            transient=True,
-        )
+        self._progress: Progress | None = None
         self._task: TaskID | None = None
 
     def __enter__(self) -> RunView:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop_status()
-        self._progress.stop()
+        self._stop()
 
-    def _stop_status(self) -> None:
+    def _stop(self) -> None:
         if self._status is not None:
             self._status.stop()
             self._status = None
+        if self._progress is not None:
+            self._progress.stop()
+
+    def _start(self, total: int | None) -> None:
+        known = total is not None
+        columns: list[ProgressColumn] = [SpinnerColumn()]
+        if known:
+            columns += [BarColumn(bar_width=24), TextColumn("{task.completed}/{task.total} documents")]
+        else:
+            columns.append(TextColumn("{task.completed} documents"))
+        columns += [
+            TextColumn("{task.fields[rate]:.1f} docs/s"),
+            TextColumn("{task.fields[entities]} entities"),
+            TimeElapsedColumn(),
+        ]
+        if known:
+            columns.append(TimeRemainingColumn())
+        self._progress = Progress(*columns, console=self.console, transient=True)
+        self._progress.start()
+        self._task = self._progress.add_task("run", total=total, rate=0.0, entities=0)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Loading):
@@ -106,24 +134,26 @@ class RunView:
                 self._status = self.console.status(escape(text))
                 self._status.start()
         elif isinstance(event, Loaded):
-            self._stop_status()
+            if self._status is not None:
+                self._status.stop()
+                self._status = None
         elif isinstance(event, Note):
             if not self.quiet:
                 self.console.print(f"Note: {event.text}", markup=False)
         elif isinstance(event, Progressed):
-            if self._task is None:
-                self._progress.start()
-                self._task = self._progress.add_task("run", total=None, rate=0.0, entities=0)
+            if not self.show:
+                return
+            if self._progress is None:
+                self._start(event.total)
+            assert self._progress is not None and self._task is not None
             stats = event.stats
+            done = max(stats.answered, stats.documents)
             self._progress.update(
-                self._task,
-                completed=stats.documents,
-                entities=stats.entities,
-                rate=stats.documents / max(event.seconds, 1e-9),
+                self._task, completed=done, entities=stats.entities, rate=done / max(event.seconds, 1e-9)
             )
         elif isinstance(event, Stopped):
-            self._stop_status()
-            self._progress.stop()
+            self._stop()
             self.console.print(
-                f"{event.path} holds the {event.records} records completed before the run stopped.", markup=False
+                f"{event.path} holds the {count(event.records, 'record')} completed before the run stopped.",
+                markup=False,
             )

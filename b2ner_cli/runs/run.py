@@ -7,7 +7,7 @@ dev scoring drive the same code. The core reports through ``events`` and never p
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,6 +53,8 @@ class Progress:
     stats: RunStats
     #: seconds since the extraction loop started.
     seconds: float
+    #: documents in the input, when known before the run (files, not stdin).
+    total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -218,8 +220,10 @@ def execute(
     status: Status = "failed"
     start = time.time()
 
+    total = count_documents(spec.inputs, spec.read) if documents is None else _length(documents)
+
     def progress() -> None:
-        emit(Progress(stats, time.time() - start))
+        emit(Progress(stats, time.time() - start, total))
 
     try:
         if recognizer is not None:
@@ -249,6 +253,27 @@ def execute(
         if status != "complete" and out.path is not None:
             emit(Stopped(out.path, out.count))
     return RunResult(status, stats, out.count, seconds, manifest, out.path)
+
+
+def count_documents(paths: Iterable[str], options: ReadOptions) -> int | None:
+    """How many documents the inputs hold (non-blank lines, or files with --whole-file); None for stdin."""
+    total = 0
+    for path in paths:
+        if path == "-":
+            return None
+        if options.whole_file:
+            total += 1
+            continue
+        try:
+            with open(path, "rb") as stream:
+                total += sum(1 for line in stream if line.strip())
+        except OSError:
+            return None
+    return total
+
+
+def _length(documents: Iterable[Document]) -> int | None:
+    return len(documents) if isinstance(documents, Sized) else None
 
 
 def _parallel(

@@ -13,7 +13,9 @@ LangChoice = Literal["auto", "en", "zh"]
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_BATCH_TOKENS = 16384
 DEFAULT_CHUNK_TOKENS = 384
-DEFAULT_WINDOW = 1024
+#: documents read ahead and batched together: small enough that Ctrl-C (which keeps only the records before the
+#: first unfinished one) loses little, large enough for length-sorted batches to pad little.
+DEFAULT_WINDOW = 256
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class RunStats:
     chunks: int = 0
     #: prompts (chunks) answered so far, counted as batches finish (before their records are complete).
     prompts_done: int = 0
+    #: documents whose every prompt is answered (their records may still wait for earlier ones).
+    answered: int = 0
     entities: int = 0
     unmatched: int = 0
     #: mentions dropped because the model gave a label that was not asked for.
