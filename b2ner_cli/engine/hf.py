@@ -124,6 +124,8 @@ class HFGenerator:
             eos_token_id=self.eos_ids,
             pad_token_id=self.pad_id,
             bos_token_id=self.bos_id,
+            return_dict_in_generate=True,
+            output_logits=True,  # the raw logits of each step, for the log-probabilities
         )
 
     def suggest_batch_tokens(self) -> int | None:
@@ -182,8 +184,6 @@ class HFGenerator:
             input_ids=input_ids.to(self.device),
             attention_mask=attention_mask.to(self.device),
             generation_config=self.config,
-            return_dict_in_generate=True,
-            output_logits=True,
         )
         new = output.sequences[:, width:]
         steps = [chosen_logprobs(step, new[:, i]) for i, step in enumerate(output.logits)]
