@@ -297,6 +297,7 @@ class HFGenerator:
             "device": str(self.device),
             **self.info,
             "generation": {
+                "engine": "hf",
                 "decoding": "greedy",
                 "max_new_tokens": self.max_new_tokens,
                 "prefix_cache": self.prefix_cache,
