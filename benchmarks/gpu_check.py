@@ -20,6 +20,7 @@ Results: one JSON per part under $OUT (or ./gpu-out), plus logs.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -27,8 +28,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import argparse
 
 PARTS = ("throughput", "cli", "static")
 
@@ -139,7 +138,7 @@ def run_cli(name, args, timeout=300, env=None):
 def raws(path: Path):
     if not path.exists():
         return None
-    return [json.loads(l).get("raw") for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+    return [json.loads(line).get("raw") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def part_cli():
@@ -175,7 +174,7 @@ def part_cli():
     ref = outs.get("cpu_f32")
     for name, got in outs.items():
         if ref and got and name != "cpu_f32":
-            res[name]["same_raw_as_cpu_f32"] = f"{sum(a == b for a, b in zip(got, ref))}/{len(ref)}"
+            res[name]["same_raw_as_cpu_f32"] = f"{sum(a == b for a, b in zip(got, ref, strict=False))}/{len(ref)}"
     # bench on the mid model
     if not SMOKE:
         rc, so, se, wall = run_cli("bench", ["bench", "-m", ckpt, "--adapter", adapter, "--batch-sizes", "1,8,32,128",
@@ -202,7 +201,7 @@ def part_cli():
                                        timeout=300)
             res[name] = {"rc": rc, "wall_s": round(wall, 1), "stderr_tail": se.strip()[-500:]}
             if rc == 0:
-                rc2, so2, se2, w2 = run_cli(name + "_extract", ["extract", "--adapter", WORK / name, "-l",
+                rc2, _, se2, _ = run_cli(name + "_extract", ["extract", "--adapter", WORK / name, "-l",
                                                                 "person,city", str(train), "--quantize", q])
                 res[name]["extract_rc"] = rc2
                 res[name]["extract_stderr"] = se2.strip()[-300:]
@@ -218,9 +217,9 @@ def part_throughput():
     from b2ner_cli.benchmark import synthetic_corpus
     from b2ner_cli.engine.batching import plan_batches
     from b2ner_cli.engine.registry import create_generator
+    from b2ner_cli.labels import parse_labels_arg
     from b2ner_cli.models.internlm2 import load_internlm2_tokenizer
     from b2ner_cli.prompts import build_instruction
-    from b2ner_cli.labels import parse_labels_arg
 
     res = {}
     dev = "cpu" if SMOKE else "cuda"
@@ -320,7 +319,7 @@ def part_throughput():
             label = "c_b2ner_engine" if name == "hf" else f"f_{name}_engine"
             measure(f"{label}_bs{bs}", engine(bs, name=name), prompts[: max(bs * 2, 16 if SMOKE else 64)])
     measure("d_b2ner_engine_bs64_nocache", engine(64, cache=False), prompts[:16 if SMOKE else 128])
-    for name, generator in generators.items():
+    for generator in generators.values():
         if hasattr(generator, "close"):
             generator.close()
     if dev == "cuda":
@@ -331,7 +330,7 @@ def part_throughput():
                 bound = bs / (res["bound_step_ms"] / 1e3)
                 v["bandwidth_bound_tokens_per_s"] = round(bound)
                 v["fraction_of_bound"] = round(v["new_tokens_per_s"] / bound, 3)
-    STATE["model"], STATE["prompts"], STATE["bound_step_ms"], STATE["NEW"] = model, prompts, res.get("bound_step_ms"), NEW
+    STATE.update(model=model, prompts=prompts, bound_step_ms=res.get("bound_step_ms"), NEW=NEW)
     gen._prefixes.clear()
     res["engines"] = ARGS.engines
     if dev == "cuda":
@@ -371,10 +370,11 @@ def part_static():
                 sync()
             s = time.perf_counter() - t
             n = (out.shape[1] - ids.shape[1]) * 64
+            bound = 64 / (STATE["bound_step_ms"] / 1e3)
             res["e_hf_static_cache_bs64"] = {"seconds": round(s, 2), "new_tokens_per_s": round(n / s, 1),
-                                             "fraction_of_bound": round(n / s / (64 / (STATE["bound_step_ms"] / 1e3)), 3)}
+                                             "fraction_of_bound": round(n / s / bound, 3)}
             log("static", res["e_hf_static_cache_bs64"])
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             res["e_static_error"] = repr(exc)[:300]
     return res
 
@@ -386,7 +386,7 @@ def main():
         try:
             m = __import__(mod)
             info[mod] = getattr(m, "__version__", "?")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             info[mod] = f"missing: {exc!r}"[:120]
     try:
         import torch
@@ -399,7 +399,7 @@ def main():
         t = time.perf_counter()
         try:
             res = {"cli": part_cli, "throughput": part_throughput, "static": part_static}[part]()
-        except Exception as exc:  # noqa: BLE001
+        except Exception:
             import traceback
             res = {"error": traceback.format_exc()[-2000:]}
         res["part_wall_s"] = round(time.perf_counter() - t, 1)
