@@ -75,3 +75,31 @@ def _split_piece(piece: str, longest_first: Sequence[str]) -> tuple[str | None, 
     if colon is None or colon.start() == 0:
         return None, piece
     return piece[: colon.start()], piece[colon.end() :]
+
+
+def answer_pieces(answer: str) -> list[tuple[int, int]]:
+    """Character spans ``(start, end)`` of the pieces :func:`parse_answer` reads, in order: the answer split at
+    ``;``/``；``, each piece's surrounding whitespace left out, empty pieces skipped."""
+    if is_none_answer(answer):
+        return []
+    spans = []
+    start = 0
+    for end in [m.start() for m in _SEPARATOR.finditer(answer)] + [len(answer)]:
+        piece = answer[start:end]
+        stripped = piece.strip()
+        if stripped:
+            left = start + len(piece) - len(piece.lstrip())
+            spans.append((left, left + len(stripped)))
+        start = end + 1
+    return spans
+
+
+def split_piece(piece: str, labels: Sequence[str] = ()) -> tuple[str, str] | None:
+    """``(label, mention)`` of one answer piece as :func:`parse_answer` splits it (the longest asked label that
+    starts the piece, else the first colon), both stripped; None for a piece that is not ``label: mention`` or whose
+    mention is empty or ``None``."""
+    label, mention = _split_piece(piece.strip(), sorted(labels, key=len, reverse=True))
+    mention = mention.strip()
+    if label is None or not mention or mention in ("None", "none"):
+        return None
+    return label.strip(), mention

@@ -35,6 +35,11 @@ class Generation:
     finished: bool
     #: True when it was stopped for repeating itself.
     runaway: bool = False
+    #: the answer's token ids, the EOS excluded (empty where an engine does not report them).
+    tokens: tuple[int, ...] = ()
+    #: natural log of the probability of each of ``tokens`` when it was chosen (log-softmax of that step's
+    #: logits, in float32); same length as ``tokens``, or empty where the engine cannot report them.
+    token_logprobs: tuple[float, ...] = ()
 
 
 class Generator(Protocol):
