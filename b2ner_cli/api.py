@@ -53,7 +53,7 @@ class Extractor:
         dtype: DtypeChoice = "auto",
         quantize: Quantize = "auto",
         max_memory: Mapping[int | str, int] | None = None,
-        merge: bool = False,
+        merge: bool | None = None,
         trust_remote_code: bool = False,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         engine: str = "auto",

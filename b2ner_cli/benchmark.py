@@ -68,6 +68,9 @@ class _Timed:
     def suggest_batch_tokens(self) -> int | None:
         return self.inner.suggest_batch_tokens()
 
+    def token_texts(self, tokens: Sequence[int]) -> list[str]:
+        return self.inner.token_texts(tokens)
+
     def describe(self) -> dict[str, object]:
         return self.inner.describe()
 

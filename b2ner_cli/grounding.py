@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from .prompts import is_han
@@ -63,11 +63,15 @@ def locate(text: str, mention: str) -> list[tuple[int, int]]:
 
 
 def ground(
-    text: str, pairs: Iterable[tuple[str, str]], labels: Sequence[str] = ()
+    text: str,
+    pairs: Iterable[tuple[str, str]],
+    labels: Sequence[str] = (),
+    scores: Mapping[tuple[str, str], float] | None = None,
 ) -> tuple[list[Entity], list[Unmatched]]:
     """Entities for every occurrence of every (label, mention), plus the mentions not found.
 
-    Entities come sorted by (start, end, label order); the same span with two labels is kept twice.
+    Entities come sorted by (start, end, label order); the same span with two labels is kept twice. ``scores``
+    gives each (label, mention) its confidence; a span found through several mentions keeps the highest.
     """
     order = {name: i for i, name in enumerate(labels)}
     found: dict[tuple[int, int, str], Entity] = {}
@@ -76,8 +80,11 @@ def ground(
         spans = locate(text, mention)
         if not spans:
             unmatched.setdefault((mention, label), Unmatched(mention, label))
+        score = scores.get((label, mention)) if scores else None
         for start, end in spans:
-            found.setdefault((start, end, label), Entity(start, end, text[start:end], label))
+            kept = found.get((start, end, label))
+            if kept is None or (score is not None and (kept.score is None or score > kept.score)):
+                found[(start, end, label)] = Entity(start, end, text[start:end], label, score=score)
     entities = sorted(found.values(), key=lambda e: (e.start, e.end, order.get(e.label, len(order)), e.label))
     return entities, list(unmatched.values())
 

@@ -119,13 +119,17 @@ class LLMRecognizer:
     @classmethod
     def load(cls, spec: ModelSpec, *, quiet: bool = False, note: Note | None = None) -> LLMRecognizer:
         """Load the model a spec names and wrap it in the engine it asks for; imports torch."""
-        from .engine.hf import HFGenerator
+        from .engine.registry import create_generator, engines
         from .models.loading import load
 
-        if spec.engine not in ("auto", "hf"):
-            raise UsageError(f"Unknown engine `{spec.engine}`.", "Known engines: auto, hf.")
+        if spec.engine != "auto" and spec.engine not in engines():  # before loading: fail fast
+            known = ", ".join(["auto", *engines()])
+            raise UsageError(f"Unknown engine `{spec.engine}`.", f"Choose one of: {known}.")
         loaded = load(spec, quiet=quiet, note=note)
-        return cls(HFGenerator(loaded.model, loaded.tokenizer, max_new_tokens=spec.max_new_tokens, info=loaded.info()))
+        generator = create_generator(
+            spec.engine, loaded.model, loaded.tokenizer, max_new_tokens=spec.max_new_tokens, info=loaded.info()
+        )
+        return cls(generator)
 
     def recognize(
         self, window: Sequence[Document], task: Task, stats: RunStats, progress: ProgressHook | None = None
@@ -173,10 +177,10 @@ def _run_window(
         if progress is not None:
             progress()
         while emitted < len(window) and remaining[emitted] == 0:
-            yield _assemble(window[emitted], per_doc[emitted], settings, stats)
+            yield _assemble(window[emitted], per_doc[emitted], generator, settings, stats)
             emitted += 1
     while emitted < len(window):  # documents with no text, hence no chunk
-        yield _assemble(window[emitted], per_doc[emitted], settings, stats)
+        yield _assemble(window[emitted], per_doc[emitted], generator, settings, stats)
         emitted += 1
 
 
@@ -194,7 +198,26 @@ def generate_with_backoff(generator: Generator, batch: list[list[int]]) -> list[
         return generate_with_backoff(generator, batch[:half]) + generate_with_backoff(generator, batch[half:])
 
 
-def _assemble(document: Document, chunks: list[_Chunk], settings: ExtractSettings, stats: RunStats) -> Record:
+def mention_confidences(
+    generator: Generator, generation: Generation, labels: Sequence[str]
+) -> dict[tuple[str, str], float]:
+    """(label, mention) -> the probability the model gave that piece of its answer (geometric mean of its tokens'
+    probabilities, label tokens included; see :mod:`b2ner_cli.engine.scores`); empty without log-probabilities."""
+    if not generation.token_logprobs:
+        return {}
+    from .engine.scores import mention_scores
+
+    texts = generator.token_texts(generation.tokens)
+    scored: dict[tuple[str, str], float] = {}
+    for label, mention, score in mention_scores(generation.answer, texts, generation.token_logprobs, labels=labels):
+        key = (label, mention.strip())
+        scored[key] = max(score, scored.get(key, 0.0))
+    return scored
+
+
+def _assemble(
+    document: Document, chunks: list[_Chunk], generator: Generator, settings: ExtractSettings, stats: RunStats
+) -> Record:
     entities: list[Entity] = []
     unmatched: dict[tuple[str, str], Unmatched] = {}
     answers: list[str] = []
@@ -202,7 +225,10 @@ def _assemble(document: Document, chunks: list[_Chunk], settings: ExtractSetting
         generation = chunk.generation
         assert generation is not None
         parsed = parse_answer(generation.answer, chunk.labels.names, truncated=not generation.finished)
-        found, missing = ground(chunk.text, parsed.pairs, chunk.labels.names)
+        scores = mention_confidences(generator, generation, chunk.labels.names)
+        found, missing = ground(chunk.text, parsed.pairs, chunk.labels.names, scores)
+        if settings.min_score is not None:
+            found = [e for e in found if e.score is None or e.score >= settings.min_score]
         entities.extend(shift(found, chunk.start, document.text))
         for item in missing:
             unmatched.setdefault((item.text, item.label), item)

@@ -24,12 +24,14 @@ class Entity:
     source: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        """The JSONL shape; ``score``/``uncertainty``/``source`` appear only when the recognizer set them."""
+        """The JSONL shape; ``score``/``uncertainty`` (to 6 decimals) and ``source`` appear only when set."""
         data: dict[str, object] = {"start": self.start, "end": self.end, "text": self.text, "label": self.label}
-        for key in ("score", "uncertainty", "source"):
-            value = getattr(self, key)
-            if value is not None:
-                data[key] = value
+        if self.score is not None:
+            data["score"] = round(self.score, 6)
+        if self.uncertainty is not None:
+            data["uncertainty"] = round(self.uncertainty, 6)
+        if self.source is not None:
+            data["source"] = self.source
         return data
 
 

@@ -289,3 +289,22 @@ def test_adapter_that_does_not_fit_names_both(tiny, tmp_path: Path, which: str, 
     assert result.stderr.startswith(message.format(adapter=adapter, model=tiny.base))
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_every_llm_entity_has_a_score_and_min_score_filters(tiny, tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text(EN1 + "\n", encoding="utf-8")
+    first = cli("extract", str(source), "-l", LABELS, "--keep-raw", *model_args(tiny))
+    assert first.exit_code == 0, first.output
+    record = json.loads(first.stdout)
+    scores = {e["text"]: e["score"] for e in record["entities"]}
+    assert set(scores) == {"Barack Obama", "Microsoft", "Seattle"}
+    assert all(0.0 < s <= 1.0 for s in scores.values())
+    assert [{k: v for k, v in e.items() if k != "score"} for e in record["entities"]] == EN1_ENTITIES
+    # A threshold between the scores keeps exactly the entities at or above it; the answer itself is unchanged.
+    ordered = sorted(scores.values())
+    cut = (ordered[0] + ordered[-1]) / 2 if ordered[0] < ordered[-1] else ordered[0]
+    second = cli("extract", str(source), "-l", LABELS, "--keep-raw", "--min-score", str(cut), *model_args(tiny))
+    kept = json.loads(second.stdout)
+    assert kept["raw"] == record["raw"]
+    assert {e["text"] for e in kept["entities"]} == {t for t, s in scores.items() if s >= cut}

@@ -348,3 +348,17 @@ def test_shift_zero_offset_is_identity() -> None:
 def test_shift_refuses_a_wrong_offset() -> None:
     with pytest.raises(AssertionError):
         shift([Entity(0, 5, "Paris", "location")], 11, "First part. Paris is big.")
+
+
+def test_scores_follow_their_mention_and_a_span_keeps_the_highest() -> None:
+    # "Paris" twice as location (0.4 and, through "paris", 0.9): both occurrences get 0.9; "Ada" has no score.
+    text = "Paris and Paris, said Ada"
+    pairs = [("location", "Paris"), ("location", "paris"), ("person", "Ada")]
+    entities, missing = ground(text, pairs, ["person", "location"], {("location", "Paris"): 0.4,
+                                                                     ("location", "paris"): 0.9})  # fmt: skip
+    assert [(e.start, e.end, e.label, e.score) for e in entities] == [
+        (0, 5, "location", 0.9),
+        (10, 15, "location", 0.9),
+        (22, 25, "person", None),
+    ]
+    assert missing == []

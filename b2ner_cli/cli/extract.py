@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from ..engine.base import DEFAULT_MAX_NEW_TOKENS
+from ..engine.registry import ENGINE_CHOICES
 from ..errors import UsageError
 from ..io.examples import load_examples
 from ..io.readers import ReadOptions
@@ -151,8 +152,27 @@ def extract(
         typer.Option("--max-memory", help="Memory per device for spreading over GPUs, e.g. 0=20GiB (repeatable)."),
     ] = None,
     merge: Annotated[
-        bool, typer.Option("--merge", help="Merge the adapter into the backbone for speed (not with 4/8-bit).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--merge/--no-merge",
+            help="Merge the adapter into the backbone [default: merged for bf16/fp16 without 4/8-bit].",
+            show_default=False,
+        ),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help=f"Generation engine: {', '.join(ENGINE_CHOICES)} (auto: hf unless "
+            "continuous batching is measured faster on this device).",
+        ),
+    ] = "auto",
+    min_score: Annotated[
+        float | None,
+        typer.Option(
+            "--min-score", min=0.0, max=1.0, help="Drop entities whose score (the model's probability) is below this."
+        ),
+    ] = None,
     trust_remote_code: Annotated[
         bool,
         typer.Option("--trust-remote-code", help="Run the model repo's own Python code (off by default)."),
@@ -188,12 +208,13 @@ def extract(
         max_chunk_tokens=max_chunk_tokens,
         batch_size=batch_size,
         batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS,
+        min_score=min_score,
     )
     model_spec = ModelSpec(
         model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter, offline=offline,
         device=device.value, dtype=dtype.value, quantize=quantize.value,
         max_memory=ModelSpec.memory(parse_max_memory(max_memory) if max_memory else None), merge=merge,
-        trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens,
+        trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine,
     )  # fmt: skip
     task = Task.of(resolved.labels, load_examples(examples) if examples is not None else (), settings)
     spec = RunSpec(

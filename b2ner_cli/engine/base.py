@@ -59,6 +59,10 @@ class Generator(Protocol):
         """Greedy answers for a batch of encoded prompts, in the batch's order."""
         ...
 
+    def token_texts(self, tokens: Sequence[int]) -> list[str]:
+        """The text each generated token adds to the answer (joined, they are the answer); for mention scores."""
+        ...
+
     def suggest_batch_tokens(self) -> int | None:
         """A batch token budget from the device memory left free after loading; None to keep the default."""
         ...

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 
-from .base import DEFAULT_MAX_NEW_TOKENS, BatchTooLarge, Generation
+from .base import DEFAULT_MAX_NEW_TOKENS, BatchTooLarge, Generation, encode_prompt
 from .compat import forward_args, new_dynamic_cache
 
 #: prefixes shorter than this are not worth caching.
@@ -141,10 +141,7 @@ class HFGenerator:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def encode(self, instruction: str) -> list[int]:
-        ids: list[int] = self.tokenizer.encode(instruction, add_special_tokens=False)
-        if self.bos_id is not None and (not ids or ids[0] != self.bos_id):
-            ids = [int(self.bos_id), *ids]
-        return ids
+        return encode_prompt(self.tokenizer, instruction)
 
     def generate(self, batch: Sequence[list[int]]) -> list[Generation]:
         if not batch:

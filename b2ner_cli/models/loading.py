@@ -127,13 +127,20 @@ def load(
     merged = False
     if resolved.adapter is not None and adapter_dir is not None:
         loaded = attach_adapter(loaded, resolved.adapter, adapter_dir, backbone, trainable=trainable)
-        if spec.merge and chosen.quantize is None:
+        merge = spec.merge if spec.merge is not None else should_merge(chosen, trainable)
+        if merge and chosen.quantize is None:
             loaded, merged = loaded.merge_and_unload(), True
         elif spec.merge:
             note("--merge ignored: a quantized model keeps its adapter separate.")
     if not trainable:
         loaded.eval()
     return LoadedModel(loaded, tokenizer, resolved, chosen, merged)
+
+
+def should_merge(plan: Plan, trainable: bool = False) -> bool:
+    """The default for ``--merge``: on for bf16/fp16 without quantization, where a merged projection is one kernel
+    instead of three; off for float32 (CPU) and 4/8-bit, and never for training."""
+    return not trainable and plan.quantize is None and plan.dtype in ("bfloat16", "float16")
 
 
 def _load_weights(source: ModelSource, path: Path, chosen: Plan, trust_remote_code: bool) -> Any:

@@ -30,7 +30,9 @@ class ModelSpec:
     quantize: Quantize = "auto"
     #: per-device memory budgets (device -> bytes) for spreading a model over GPUs.
     max_memory: tuple[tuple[int | str, int], ...] | None = None
-    merge: bool = False
+    #: merge the adapter into the backbone; None: merge for bf16/fp16 without quantization (one kernel per
+    #: projection instead of three), keep it separate otherwise (float32 on CPU, 4/8-bit).
+    merge: bool | None = None
     trust_remote_code: bool = False
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     engine: EngineChoice = "auto"

@@ -310,6 +310,7 @@ def _manifest(spec: RunSpec, task: Task) -> dict[str, object]:
             "batch_size": settings.batch_size,
             "batch_tokens": settings.batch_tokens,
             "max_chunk_tokens": settings.max_chunk_tokens,
+            "min_score": settings.min_score,
         },
         "model_spec": spec.model.to_dict(),
         "inputs": list(spec.inputs),

@@ -29,6 +29,8 @@ class ExtractSettings:
     batch_tokens: int = DEFAULT_BATCH_TOKENS
     #: documents read ahead, sorted by length and batched together (bounds memory).
     window: int = DEFAULT_WINDOW
+    #: entities whose score is below this are dropped (entities without a score are kept).
+    min_score: float | None = None
 
 
 @dataclass(frozen=True)
