@@ -11,7 +11,6 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import __version__
-from ..errors import UsageError
 from ..labels import load_labels_file, parse_labels_arg
 from .common import AdapterOption, ModelOption, OfflineOption, QuietOption, boundary, stderr_console
 
@@ -168,9 +167,8 @@ def finetune(
 
 
 def _warn_labels(examples: Any, note: Any) -> None:
-    seen = {label for e in examples for label, _ in e.entities}
-    missing = [label for label in dict.fromkeys(label for e in examples for label in e.labels) if label not in seen]
+    from ..training.data import labels_without_examples
+
+    missing = labels_without_examples(examples)
     if missing:
         note(f"labels with no training example: {', '.join(missing)}")
-    if not seen:
-        raise UsageError("The training data has no entities at all.", "Annotate some entities before finetuning.")
