@@ -114,8 +114,7 @@ def finetune(
         select=select.value, eval_every=eval_every, gradient_checkpointing=gradient_checkpointing,
     )  # fmt: skip
     lora = LoraSettings(lora_r, lora_alpha, lora_dropout, target_modules.split(",") if target_modules else None)
-    if not dry_run:
-        check_output(output, overwrite, resume)
+    plan = check_output(output, overwrite, resume, [train_file, dev_file, replay, labels_file]) if not dry_run else None
     trainable, loaded, metadata = prepare(
         model, adapter, lora, no_adapter=no_adapter,
         load_options={"offline": offline, "quantize": quantize.value, "quiet": quiet}, note=note, seed=seed,
@@ -153,11 +152,18 @@ def finetune(
             progress.update(task, total=p.total_steps, completed=p.step, epoch=p.epoch, loss=p.loss, lr=p.lr,
                             tps=p.tokens_per_second)  # fmt: skip
 
-        result = train(trainable, loaded.tokenizer, examples, output, settings, dev=dev, replay=replay_examples,
-                       metadata=metadata, resume=resume, on_step=on_step, note=note)  # fmt: skip
-    summary = {"best_epoch": result.best_epoch, "best_dev_metrics": result.best_metrics,
-               "skipped_too_long": result.skipped_too_long, "epochs": result.history}  # fmt: skip
-    (output / "report.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+        assert plan is not None
+        try:
+            result = train(trainable, loaded.tokenizer, examples, plan.work, settings, dev=dev, replay=replay_examples,
+                           metadata=metadata, resume=resume, on_step=on_step, note=note)  # fmt: skip
+            summary = {"best_epoch": result.best_epoch, "best_dev_metrics": result.best_metrics,
+                       "skipped_too_long": result.skipped_too_long, "epochs": result.history}  # fmt: skip
+            report_text = json.dumps(summary, ensure_ascii=False, indent=2)
+            (plan.work / "report.json").write_text(report_text, encoding="utf-8")
+            plan.publish()
+        except BaseException:
+            plan.discard()
+            raise
     if result.skipped_too_long:
         note(f"{result.skipped_too_long} examples longer than --max-length {max_length} tokens were skipped.")
     if not quiet:
