@@ -192,3 +192,14 @@ def test_resume_with_other_labels_is_refused(learnable, tmp_path: Path) -> None:
         "['person', 'organization', 'location'], this run has ['person', 'location']."
     )
     assert json.loads((out / CHECKPOINT / "state.json").read_text(encoding="utf-8"))["epoch"] == 1
+
+
+def test_finetune_labels_matching_no_training_entity_stop_before_loading_a_model(tmp_path: Path) -> None:
+    train = write_jsonl(tmp_path / "train.jsonl", synthetic(2))
+    result = run("finetune", str(train), "-o", str(tmp_path / "out"), "-l", "city", "-m", "/typo")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "Error: No training entity has a label in the label set (city); the data's entities are: person, "
+        "organization, location.\nHint: Give --labels from the data's entity labels"
+    )
+    assert not (tmp_path / "out").exists()
