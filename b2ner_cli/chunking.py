@@ -34,10 +34,23 @@ def _segments(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list
 
 
 def _hard_split(text: str, start: int, end: int, count: CountTokens, budget: int) -> list[tuple[int, int, int]]:
+    """Cut ``text[start:end]`` into the longest prefixes within ``budget`` (at least one character each).
+
+    The search for each cut gallops (a window of ``budget`` characters, doubled while it still fits) and then
+    bisects inside the last window, so every call to ``count`` sees at most about twice the piece it cuts:
+    the characters counted grow linearly with the text, not with its square (a plain bisection over the whole
+    remainder counted the remainder again for every piece).
+    """
     pieces = []
     while start < end:
-        lo, hi = start + 1, end  # the longest prefix within budget (at least one character)
-        while lo < hi:
+        lo = start + 1  # the longest prefix known to fit (one character is always taken)
+        width = max(budget, 1)
+        hi = min(end, start + width)
+        while hi < end and count(text[start:hi]) <= budget:
+            lo = hi
+            width *= 2
+            hi = min(end, start + width)
+        while lo < hi:  # the longest prefix in [lo, hi] within budget
             mid = (lo + hi + 1) // 2
             if count(text[start:mid]) <= budget:
                 lo = mid

@@ -49,6 +49,10 @@ class InputError(B2nerError):
     """An input file is missing, unreadable, not UTF-8 or not valid JSONL."""
 
 
+class OutputError(B2nerError):
+    """An output cannot be written: a directory, an unwritable place, a full disk."""
+
+
 class ModelError(B2nerError):
     """A model or tokenizer cannot be found or loaded."""
 

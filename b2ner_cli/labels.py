@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from .answers import label_key
 from .errors import InputError, LabelError
+from .io.unicode import check_unicode
 from .prompts import LabelSet
+
+_SEPARATORS = (";", ",", "\n", "\r", "；", "，")
 
 
 def make_label_set(names: Iterable[object], descriptions: Iterable[object] | None = None, *, where: str) -> LabelSet:
-    """Validate names (non-empty strings, no duplicates) and build a :class:`LabelSet`.
+    """Validate names (non-empty strings, no duplicates, none of ``;``, ``,`` or a line break) and build a
+    :class:`LabelSet`.
 
     ``where`` names the source in error messages (``--labels``, a file, a file line).
     """
@@ -21,9 +26,18 @@ def make_label_set(names: Iterable[object], descriptions: Iterable[object] | Non
     for name in names:
         if not isinstance(name, str):
             raise LabelError(f"{where}: label {name!r} is not a string.", 'Labels are strings such as "person".')
+        check_unicode(name, where, "label")
         stripped = name.strip()
         if not stripped:
             raise LabelError(f"{where}: empty label.", "Remove the empty entry (look for a doubled or trailing comma).")
+        separator = next((c for c in stripped if c in _SEPARATORS), None)
+        if separator is not None:
+            renamed = " ".join(re.sub(r"\s*[;,；，]\s*", "/", stripped).split())
+            raise LabelError(
+                f"{where}: label {stripped!r} contains {separator!r}, which separates entities and labels in "
+                "prompts and answers.",
+                f'Rename it, e.g. use "/" or a space: "{renamed}".',
+            )
         key = label_key(stripped)
         if key in seen:
             raise LabelError(
@@ -39,6 +53,7 @@ def make_label_set(names: Iterable[object], descriptions: Iterable[object] | Non
     if descriptions is not None:
         desc_list = []
         for name, desc in zip(clean, descriptions, strict=True):
+            check_unicode(desc, where, f"description of {name}")
             if not isinstance(desc, str) or not desc.strip():
                 raise LabelError(
                     f'{where}: label "{name}" has no description.',

@@ -84,12 +84,13 @@ def test_every_index_once_within_both_caps(seed: int) -> None:
 # --- JsonlWriter ------------------------------------------------------------------------------------------------
 
 
-def test_file_is_written_as_part_and_renamed_on_close(tmp_path: Path) -> None:
+def test_file_is_written_to_a_hidden_temporary_file_and_renamed_on_close(tmp_path: Path) -> None:
     target = tmp_path / "out.jsonl"
-    part = tmp_path / "out.jsonl.part"
     writer = JsonlWriter(target)
     writer.write({"id": "a", "entities": []})
     assert not target.exists()
+    [part] = tmp_path.iterdir()
+    assert part.name.startswith(f".out.jsonl.{os.getpid()}-") and part.name.endswith(".tmp")
     assert part.read_text(encoding="utf-8") == '{"id": "a", "entities": []}\n'  # each line flushed
     writer.write({"id": "b", "text": "北京"})
     assert writer.count == 2

@@ -276,3 +276,26 @@ def test_spans_cover_the_text_and_keep_each_chunk_within_budget(text: str) -> No
             for chunk in chunks(text, spans):
                 assert chunk == chunk.strip(), f"chunk {chunk!r} keeps edge whitespace"
                 assert counter(chunk) <= budget, (chunk, budget)
+
+
+# --- cost: characters given to the token counter grow linearly with the text ----------------------------------
+
+
+@pytest.mark.parametrize("unit", ["x", "中"])
+def test_characters_counted_grow_linearly_on_text_without_whitespace(unit: str) -> None:
+    def counted(size: int) -> int:
+        seen = 0
+
+        def count(text: str) -> int:
+            nonlocal seen
+            seen += len(text)
+            return len(text)
+
+        spans = split_text(unit * size, count, 100)
+        assert spans == [(a, min(a + 100, size)) for a in range(0, size, 100)]
+        return seen
+
+    small, large = counted(10_000), counted(100_000)
+    # linear: 10x the text is about 10x the characters counted; the bisection over the whole remainder was ~100x
+    assert large <= 15 * small, (small, large)
+    assert large <= 60 * 100_000, large

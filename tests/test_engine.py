@@ -94,7 +94,16 @@ def test_ctrl_c_leaves_a_valid_output_file(tiny, tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text((text + "\n") * 400, encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    part = Path(f"{out}.part")
+
+    def part() -> Path | None:  # the writer's temporary file, .out.jsonl.<pid>-<random>.tmp
+        return next(iter(tmp_path.glob(".out.jsonl.*.tmp")), None)
+
+    def lines_in(path: Path) -> int:
+        try:
+            return path.read_text(encoding="utf-8").count("\n")
+        except FileNotFoundError:  # renamed into place meanwhile
+            return 0
+
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     command = [
         sys.executable,
@@ -117,7 +126,8 @@ def test_ctrl_c_leaves_a_valid_output_file(tiny, tmp_path: Path) -> None:
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
-        if part.exists() and part.read_text(encoding="utf-8").count("\n") >= 3:
+        temporary = part()
+        if temporary is not None and lines_in(temporary) >= 3:
             break
         time.sleep(0.05)
     assert process.poll() is None, process.communicate()
@@ -125,7 +135,7 @@ def test_ctrl_c_leaves_a_valid_output_file(tiny, tmp_path: Path) -> None:
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
-    assert not part.exists()
+    assert part() is None
     lines = out.read_text(encoding="utf-8").splitlines()
     assert 3 <= len(lines) < 400
     records = [json.loads(line) for line in lines]  # every line whole and valid

@@ -60,7 +60,7 @@ def test_txt_to_jsonl_file_with_offsets_and_order(tiny, tmp_path: Path) -> None:
         {"id": f"{source}:4", "text": EN3, "entities": EN3_ENTITIES, "unmatched": EN3_UNMATCHED},
         {"id": f"{source}:5", "text": EN4, "entities": EN4_ENTITIES, "unmatched": []},
     ]
-    assert not Path(f"{out}.part").exists()
+    assert not list(tmp_path.glob(".out.jsonl.*.tmp"))  # the writer's temporary file was renamed into place
     meta = json.loads(Path(f"{out}.meta.json").read_text(encoding="utf-8"))
     assert meta["prompt_id"] == "b2ner.prompt.v1"
     assert meta["status"] == "complete"

@@ -8,6 +8,7 @@ the hand-worked unit tests of the key mapping and the ``wqkv`` split always run.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import weakref
 from collections.abc import Iterator
@@ -561,3 +562,64 @@ def test_pytorch_bin_checkpoint(backbone: Path, base_model: Any, tmp_path: Path)
     model = load_internlm2_model(tmp_path, torch.float32)
     reference = dict(base_model.named_parameters())
     assert all(torch.equal(p, reference[name]) for name, p in model.named_parameters())
+
+
+# --- the conversion cache under concurrent runs -----------------------------------------------------------------
+
+
+def _prepare_in_a_process(home: str, backbone: str, start: Any, results: Any) -> None:
+    """One run: wait until all are ready, prepare the backbone, report (path, how many conversions this run did)."""
+    os.environ["B2NER_HOME"] = home
+    import b2ner_cli.models.internlm2  # noqa: F401  (torch and the converter loaded before the race starts)
+    from b2ner_cli.models.prepare import prepare
+    from b2ner_cli.models.resolve import ModelSource
+
+    notes: list[str] = []
+    start.wait(120)
+    path, _ = prepare(ModelSource(backbone, Path(backbone)), None, note=notes.append)
+    results.put((str(path), sum(n.startswith("Converting") for n in notes)))
+
+
+def test_concurrent_runs_convert_once_and_share_the_result(backbone: Path, tmp_path: Path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(4), context.Queue()
+    home = str(tmp_path / "home")
+    workers = [context.Process(target=_prepare_in_a_process, args=(home, str(backbone), start, results))
+               for _ in range(4)]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=240) for _ in workers]
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    paths = {path for path, _ in outcomes}
+    assert sum(converted for _, converted in outcomes) == 1, outcomes
+    assert len(paths) == 1
+    [converted] = paths
+    assert (Path(converted) / "model.safetensors").is_file()
+    leftovers = sorted(p.name for p in Path(converted).parent.iterdir())
+    assert leftovers == sorted([Path(converted).name, Path(converted).name + ".lock"])  # no temporary folder left
+
+
+def test_disk_full_during_conversion_gives_the_disk_hint_and_leaves_nothing(
+    backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from b2ner_cli.models.prepare import prepare
+    from b2ner_cli.models.resolve import ModelSource
+
+    def full(*args: Any, **kwargs: Any) -> None:  # what safetensors raises when the disk fills up
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+                              '"No space left on device" })')  # fmt: skip
+
+    monkeypatch.setenv("B2NER_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(ModelError) as caught:
+        prepare(ModelSource(str(backbone), backbone), None, note=lambda _: None)
+    assert caught.value.message.startswith("No space left to write the converted model to ")
+    assert caught.value.hint and caught.value.hint.startswith("Free disk space there, or point B2NER_HOME at")
+    assert [p.suffix for p in (tmp_path / "home" / "converted").iterdir()] == [".lock"]  # no temporary folder left

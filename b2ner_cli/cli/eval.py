@@ -120,6 +120,7 @@ def eval_(
         bootstrap=bootstrap,
         seed=seed,
         quiet=quiet,
+        outputs=(("-o", output), ("--errors", errors)),
     )
     with RunView(err, quiet=quiet) as view:
         report = run_eval(spec, events=view)

@@ -226,6 +226,7 @@ def extract(
         label_map=tuple(resolved.back.items()),
         auto_batch_tokens=batch_tokens is None,
         quiet=quiet,
+        input_files=tuple(str(p) for p in (labels_file, examples) if p is not None),
     )
     check(spec)
     if dry_run_:

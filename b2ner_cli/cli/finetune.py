@@ -118,6 +118,7 @@ def finetune(
         dev_file=dev_file,
         replay=replay,
         labels=parse_labels_arg(labels) if labels else load_labels_file(labels_file) if labels_file else None,
+        labels_file=labels_file,
         resume=resume,
         overwrite=overwrite,
         quiet=quiet,

@@ -49,8 +49,8 @@ class TableRenderer:
         self.render(record)
         self.count += 1
 
-    def close(self, complete: bool) -> None:
-        pass
+    def close(self, complete: bool) -> Path | None:
+        return None
 
     def style(self, label: str) -> str:
         return self.styles.setdefault(label, _STYLES[len(self.styles) % len(_STYLES)])

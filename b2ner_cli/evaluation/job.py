@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import UsageError
+from ..io.output import check_outputs
 from ..models.spec import ModelSpec
 from ..runs.run import Events
 from ..runs.settings import ExtractSettings
@@ -34,12 +35,23 @@ class EvalSpec:
     bootstrap: int = 0
     seed: int = 0
     quiet: bool = False
+    #: the files the command writes besides the predictions (option -> path), checked before any model loads.
+    outputs: tuple[tuple[str, Path | None], ...] = ()
+
+    def predictions_target(self) -> Path | None:
+        if self.model is None or self.predictions is not None:
+            return None
+        return self.predictions_out or Path(self.gold.name + ".predictions.jsonl")
 
 
 def run_eval(spec: EvalSpec, events: Events | None = None) -> Report:
     """Score predictions against gold with both metrics (an upstream predictions file holds both)."""
     meta: dict[str, object] = {"b2ner_version": __version__, "gold": str(spec.gold), "metrics": METRICS}
     gold = spec.gold
+    target = spec.predictions_target()
+    predictions_meta = Path(f"{target}.meta.json") if target is not None else None
+    outputs = {"--predictions-out": target, "(its metadata)": predictions_meta, **dict(spec.outputs)}
+    check_outputs(outputs, [p for p in (gold, spec.predictions) if p is not None])
     if gold.suffix in (".jsonl", ".ndjson") and gold.is_file() and is_upstream_predictions(gold):
         if spec.predictions is not None:
             raise UsageError(
@@ -53,10 +65,9 @@ def run_eval(spec: EvalSpec, events: Events | None = None) -> Report:
         if spec.predictions is not None:  # a predictions file wins over --model (which B2NER_MODEL may set)
             predicted = read_predictions(spec.predictions)
             meta["predictions"] = str(spec.predictions)
-        elif spec.model is not None:
+        elif spec.model is not None and target is not None:
             from .predict import predict_gold
 
-            target = spec.predictions_out or Path(gold.name + ".predictions.jsonl")
             predicted = predict_gold(
                 records, spec.model, settings=spec.settings, output=target, events=events, quiet=spec.quiet
             )

@@ -43,9 +43,8 @@ class _Collect:
         )
         self.count += 1
 
-    def close(self, complete: bool) -> None:
-        if self._inner is not None:
-            self._inner.close(complete)
+    def close(self, complete: bool) -> Path | None:
+        return self._inner.close(complete) if self._inner is not None else None
 
 
 def predict_gold(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import InputError
+from ..io.unicode import check_unicode
 from ..prompts import detect_lang
 from ..records import Entity
 from .b2ner_metric import answer_from_pairs
@@ -43,6 +44,7 @@ def _json_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             raise InputError(f"{where}: invalid JSON ({exc.msg}).", "Each line must be one JSON object.") from None
         if not isinstance(record, dict):
             raise InputError(f"{where}: expected a JSON object.")
+        check_unicode(record, where)
         yield where, record
 
 
@@ -91,6 +93,22 @@ def _language(labels: tuple[str, ...] | None, spans: tuple[Entity, ...], given: 
     return detect_lang(names) if names else "en"
 
 
+def _label_names(labels: Any, where: str, field: str) -> tuple[str, ...] | None:
+    """A list of label names (or an object name -> description); None when absent."""
+    if labels is None:
+        return None
+    if isinstance(labels, dict):
+        labels = list(labels)
+    if not isinstance(labels, list):
+        raise InputError(f"{where}: {field} must be a list of label names, found {type(labels).__name__}.",
+                         'e.g. "labels": ["person", "location"]')  # fmt: skip
+    for index, name in enumerate(labels):
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(f"{where}: {field} item {index + 1} is {json.dumps(name)}, not a label name.",
+                             'Labels are non-empty strings, e.g. "labels": ["person", "location"]')  # fmt: skip
+    return tuple(labels)
+
+
 def read_gold_jsonl(path: Path, dataset: str | None = None) -> list[GoldRecord]:
     """Our JSONL: `id`, `text`, `entities` [{start, end, label}]; optional `labels`, `dataset`, `language`."""
     records = []
@@ -99,8 +117,7 @@ def read_gold_jsonl(path: Path, dataset: str | None = None) -> list[GoldRecord]:
         if not isinstance(text, str):
             raise InputError(f'{where}: record has no text field "text".')
         spans = _spans(record.get("entities", []), text, where)
-        labels = record.get("labels")
-        label_names = tuple(labels) if isinstance(labels, list) else tuple(labels) if isinstance(labels, dict) else None
+        label_names = _label_names(record.get("labels"), where, '"labels"')
         records.append(
             GoldRecord(
                 id=str(record.get("id", f"{path}:{where.rsplit(' ', 1)[-1]}")),
@@ -124,8 +141,7 @@ def read_b2nerd(path: Path, dataset: str | None = None) -> list[GoldRecord]:
         return [record for file in files for record in read_b2nerd(file)]
     name = dataset or path.parent.name
     language = "zh" if path.parent.parent.name.endswith("_zh") else None
-    labels_file = path.parent / "labels.json"
-    labels = tuple(json.loads(labels_file.read_text(encoding="utf-8"))) if labels_file.is_file() else None
+    labels = _b2nerd_labels(path.parent / "labels.json")
     try:
         items = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
@@ -140,16 +156,19 @@ def read_b2nerd(path: Path, dataset: str | None = None) -> list[GoldRecord]:
         sentence = item.get("sentence") if isinstance(item, dict) else None
         if not isinstance(sentence, str):
             raise InputError(f'{where}: needs a "sentence" string.')
+        check_unicode(item, where)
+        entities = item.get("entities", [])
+        if not isinstance(entities, list):
+            raise InputError(f'{where}: "entities" must be a list, found {json.dumps(entities)}.',
+                             'e.g. "entities": [{"name": "Obama", "type": "person", "pos": [0, 5]}]')  # fmt: skip
         spans = []
-        for entity in item.get("entities", []):
-            kind, pos = entity.get("type"), entity.get("pos")
-            if not kind or kind == "NA":
+        for number, entity in enumerate(entities, start=1):
+            _check_b2nerd_entity(entity, f"{where}, entity {number}")
+            kind, pos = entity["type"], entity["pos"]
+            if kind in ("", "NA"):
                 continue
-            if not (isinstance(pos, list) and len(pos) == 2 and all(isinstance(p, int) for p in pos)):
-                raise InputError(f'{where}: entity {entity} needs "pos": [start, end].')
-            spans.append({"start": pos[0], "end": pos[1], "label": kind, "text": entity.get("name")})
-        item_labels = item.get("labels")
-        own = tuple(item_labels) if isinstance(item_labels, list) else labels
+            spans.append({"start": pos[0], "end": pos[1], "label": kind, "text": entity["name"]})
+        own = _label_names(item.get("labels"), where, '"labels"') or labels
         checked = _spans(spans, sentence, where)
         records.append(
             GoldRecord(
@@ -163,6 +182,41 @@ def read_b2nerd(path: Path, dataset: str | None = None) -> list[GoldRecord]:
             )
         )
     return records
+
+
+_ENTITY_SHAPE = '{"name": "Obama", "type": "person", "pos": [0, 5]}'
+
+
+def _check_b2nerd_entity(entity: Any, where: str) -> None:
+    if not isinstance(entity, dict):
+        raise InputError(f"{where}: expected an object like {_ENTITY_SHAPE}, found {json.dumps(entity)}.")
+    for key, kind in (("name", str), ("type", str), ("pos", list)):
+        if not isinstance(entity.get(key), kind):
+            found = "missing" if key not in entity else json.dumps(entity[key])
+            raise InputError(f'{where}: "{key}" must be a {kind.__name__}, found {found}.',
+                             f"B2NERD entities look like {_ENTITY_SHAPE}.")  # fmt: skip
+    pos = entity["pos"]
+    if len(pos) != 2 or not all(isinstance(p, int) and not isinstance(p, bool) for p in pos):
+        raise InputError(f'{where}: "pos" must be two integers [start, end], found {json.dumps(pos)}.',
+                         "Positions are character offsets into the sentence, end exclusive.")  # fmt: skip
+
+
+def _b2nerd_labels(path: Path) -> tuple[str, ...] | None:
+    """A split's ``labels.json`` (a JSON list of names) beside it, or None when there is none."""
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg}).",
+                         'labels.json is a JSON list of names, e.g. ["person", "location"].') from None  # fmt: skip
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not valid UTF-8.", "Convert the file to UTF-8.") from None
+    check_unicode(value, str(path))
+    if not isinstance(value, list):
+        raise InputError(f"{path}: expected a JSON list of label names, found {type(value).__name__}.",
+                         'e.g. ["person", "location"]')  # fmt: skip
+    return _label_names(value, str(path), "the list")
 
 
 def read_conll(path: Path, dataset: str | None = None) -> list[GoldRecord]:
@@ -216,6 +270,9 @@ def _conll_sentence(tokens: list[tuple[str, str, int]], path: Path, dataset: str
         prefix, sep, label = tag.partition("-") if "-" in tag else tag.partition("_")
         if not sep or prefix.upper() not in ("B", "I", "E", "S", "M", "L", "U"):
             raise InputError(f"{path}, line {number}: tag {tag!r} is not O, B-X, I-X, E-X, S-X or M-X.")
+        if not label.strip():
+            raise InputError(f"{path}, line {number}: tag {tag!r} has no entity type.",
+                             "Tags name the type after the prefix, e.g. B-PER, I-PER.")  # fmt: skip
         prefix = prefix.upper()
         if prefix in ("B", "S", "U") or current is None or current[1] != label:
             close(i - 1)

@@ -13,6 +13,7 @@ from typing import BinaryIO, Literal
 from ..errors import InputError, UsageError
 from ..labels import json_object_pairs, labels_from_json
 from ..prompts import LabelSet
+from .unicode import check_unicode
 
 STDIN = "-"
 InputFormat = Literal["auto", "txt", "jsonl"]
@@ -155,5 +156,7 @@ def _jsonl_document(line: str, name: str, number: int, options: ReadOptions) -> 
     elif not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
         raise InputError(f'{where}: "{options.id_field}" must be a string or an integer.')
     labels = record.get(options.labels_field)
+    for field in (options.text_field, options.id_field, options.labels_field):
+        check_unicode(record.get(field), where, field)
     label_set = labels_from_json(labels, where=where) if labels is not None else None
     return Document(id=str(doc_id), text=text, labels=label_set, source=where)

@@ -1,14 +1,14 @@
-"""Output writers: JSONL streamed record by record, never a half-written file."""
+"""Output writers: JSONL streamed record by record, never a half-written file (see ``io/output.py``)."""
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import sys
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
+
+from .output import AtomicFile
 
 
 def dumps(record: dict[str, object]) -> str:
@@ -18,33 +18,43 @@ def dumps(record: dict[str, object]) -> str:
 class JsonlWriter:
     """Writes one JSON line per record to stdout or to a file.
 
-    A file is written as ``<name>.part`` and renamed into place when the writer closes, so a
-    reader never sees a half-written line. Closing after an error or Ctrl-C still renames it:
-    the file then holds every record completed so far, each line valid.
+    A file is written through an ``AtomicFile``: a unique temporary file beside the target, renamed onto it by
+    ``close()`` (the run is complete). ``abort()`` ends a failed or interrupted run: every complete line is kept,
+    at the target when there was none, else beside it as ``<name>.partial`` (the existing output stays intact);
+    ``partial_path`` then names the file that holds the records. Leaving the ``with`` block on an exception aborts;
+    leaving it normally closes.
     """
 
     def __init__(self, target: str | Path | None, stdout: TextIO | None = None) -> None:
         self.count = 0
-        self.path = None if target is None or target == "-" else Path(target)
-        self._part: Path | None = None
-        if self.path is None:
-            self._stream = stdout or sys.stdout
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._part = self.path.with_name(self.path.name + ".part")
-            self._stream = open(self._part, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+        self.path = None if target is None or str(target) == "-" else Path(target)
+        self._file = AtomicFile(self.path) if self.path is not None else None
+        self._stream = stdout or sys.stdout
+
+    @property
+    def partial_path(self) -> Path | None:
+        """Where the records of an aborted run went (the target or ``<target>.partial``); None before ``abort()``."""
+        return self._file.partial_path if self._file is not None else None
 
     def write(self, record: dict[str, object]) -> None:
-        self._stream.write(dumps(record) + "\n")
-        self._stream.flush()
+        line = dumps(record) + "\n"
+        if self._file is not None:
+            self._file.write(line)
+        else:
+            self._stream.write(line)
+            self._stream.flush()
         self.count += 1
 
     def close(self) -> None:
-        if self._part is not None and self.path is not None:
-            if not self._stream.closed:
-                self._stream.close()
-            os.replace(self._part, self.path)
-            self._part = None
+        """The run is complete: publish the file (idempotent; a no-op after ``abort()`` or a failed write)."""
+        if self._file is not None:
+            self._file.commit()
+
+    def abort(self) -> Path | None:
+        """The run failed or was interrupted: keep the complete lines and return the file that holds them."""
+        if self._file is not None:
+            return self._file.abort()
+        return None
 
     def __enter__(self) -> JsonlWriter:
         return self
@@ -52,20 +62,19 @@ class JsonlWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def write_json_atomic(path: Path, data: object) -> None:
-    """Write a JSON document via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}.tmp")
-    # Mode 0o666 less the umask, like any file the user writes (tempfile.mkstemp would give 0o600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    """Write a JSON document via a unique temporary file and a rename (symlinks followed, disk-full errors typed)."""
+    text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"  # an unserialisable value fails before any write
+    output = AtomicFile(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, ensure_ascii=False, indent=2)
-            stream.write("\n")
-        os.replace(tmp, path)
+        output.write(text)
+        output.commit()
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        output.discard()
         raise

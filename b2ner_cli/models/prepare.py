@@ -4,15 +4,23 @@ InternLM2 checkpoints are converted once, shard by shard, into an ordinary Llama
 ``$B2NER_HOME/converted/`` (weights keep their dtype; peak memory is about one output shard). From there
 every placement path of transformers applies unchanged: bf16, 4-bit, device maps over several GPUs.
 No Hub remote code is ever run.
+
+Concurrent runs convert once: each conversion holds an exclusive ``fcntl.flock`` on ``<target>.lock`` beside the
+target; the others wait on it and then find the target done. A conversion is built in a temporary folder and
+renamed into place complete; a stale target (its source changed) is renamed aside first and removed only after
+the new one is in place, and a target that appeared meanwhile is kept (the new copy is dropped).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
+import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +63,53 @@ def _fresh(dst: Path, src: Path) -> bool:
 
 
 def _publish(tmp: Path, dst: Path, src: Path) -> Path:
+    """Rename the complete ``tmp`` into place: never delete-then-rename, never clobber a fresh target."""
     (tmp / STAMP).write_text(json.dumps({"source": str(src), "files": _stamp(src)}, indent=1), encoding="utf-8")
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(tmp, dst)
+    if _fresh(dst, src):  # another run published it meanwhile: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+        return dst
+    old = None
+    if dst.exists():  # stale (the source changed): move it aside, remove it once the new one is in place
+        old = dst.with_name(f".{dst.name}.{os.getpid()}-{secrets.token_hex(4)}.old")
+        os.replace(dst, old)
+    try:
+        os.rename(tmp, dst)
+    except OSError as exc:
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not _fresh(dst, src):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # it appeared between the check and the rename: keep it
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return dst
+
+
+@contextlib.contextmanager
+def _locked(dst: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<dst>.lock`` (waiting for any other holder); a no-op without fcntl."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(dst.with_name(dst.name + ".lock"), "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    """Whether a write failed for want of space (safetensors raises SafetensorError, not OSError, for that)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return True
+    if "No space left" in str(exc) or "os error 28" in str(exc) or "Disk quota" in str(exc):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 64 * 1024**2
+    except OSError:
+        return False
 
 
 def convert_internlm2_checkpoint(src: Path, dst: Path, *, shard_bytes: int = SHARD_BYTES) -> Path:
@@ -69,8 +119,7 @@ def convert_internlm2_checkpoint(src: Path, dst: Path, *, shard_bytes: int = SHA
     from .internlm2 import generation_config, iter_llama_tensors, llama_config, read_config
 
     raw = read_config(src)
-    tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     tmp.mkdir(parents=True)
     try:
         shards: list[dict[str, Any]] = []
@@ -116,8 +165,7 @@ def _name_shards(folder: Path, count: int) -> list[str]:
 def convert_internlm2_adapter(adapter: Path, backbone_config: dict[str, Any], dst: Path) -> Path:
     from .internlm2 import convert_wqkv_lora
 
-    tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         convert_wqkv_lora(adapter, backbone_config, tmp)
         return _publish(tmp, dst, adapter)
@@ -138,22 +186,40 @@ def prepare(backbone: ModelSource, adapter: ModelSource | None, *, note: Note) -
     raw = read_json(backbone, "config.json")
     dst = converted_root() / _key(backbone)
     if not _fresh(dst, backbone.path):
-        note(f"Converting {backbone.ref} from InternLM2 to the Llama layout (once; stored in {dst}).")
-        try:
-            convert_internlm2_checkpoint(backbone.path, dst)
-        except OSError as exc:
-            raise ModelError(
-                f"Could not write the converted model to {dst} ({exc.strerror or exc}).",
-                "Free disk space there, or point B2NER_HOME at a disk with room for a copy of the model.",
-            ) from None
+        with _locked(dst):
+            if not _fresh(dst, backbone.path):  # another run may have converted it while this one waited
+                note(f"Converting {backbone.ref} from InternLM2 to the Llama layout (once; stored in {dst}).")
+                _convert(lambda: convert_internlm2_checkpoint(backbone.path, dst), dst)
     adapter_dir = None
     if adapter is not None:
         adapter_dir = adapter.path
         if _needs_conversion(read_json(adapter, "adapter_config.json")):
             adapter_dir = converted_root() / "adapters" / _key(adapter)
             if not _fresh(adapter_dir, adapter.path):
-                convert_internlm2_adapter(adapter.path, raw, adapter_dir)
+                with _locked(adapter_dir):
+                    if not _fresh(adapter_dir, adapter.path):
+                        target = adapter_dir
+                        _convert(lambda: convert_internlm2_adapter(adapter.path, raw, target), target)
     return dst, adapter_dir
+
+
+def _convert(run: Callable[[], Path], dst: Path) -> None:
+    """Run a conversion; disk-full and write errors become a ModelError with a hint."""
+    from safetensors import SafetensorError
+
+    try:
+        run()
+    except (OSError, SafetensorError) as exc:
+        if _disk_full(exc, dst.parent):
+            raise ModelError(
+                f"No space left to write the converted model to {dst}.",
+                "Free disk space there, or point B2NER_HOME at a disk with room for a copy of the model.",
+            ) from None
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise ModelError(
+            f"Could not write the converted model to {dst} ({detail}).",
+            "Check that B2NER_HOME is writable, or point it at another disk.",
+        ) from None
 
 
 def download(

@@ -7,7 +7,7 @@ dev scoring drive the same code. The core reports through ``events`` and never p
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +15,7 @@ from typing import Protocol
 
 from .. import __version__
 from ..errors import UsageError
+from ..io.output import check_outputs
 from ..io.readers import Document, ReadOptions, check_inputs, read_documents
 from ..io.writers import JsonlWriter, write_json_atomic
 from ..models.spec import ModelSpec
@@ -84,8 +85,9 @@ class RecordSink(Protocol):
 
     def write(self, record: Record) -> None: ...
 
-    def close(self, complete: bool) -> None:
-        """Finish: ``complete`` is False when the run failed or was interrupted."""
+    def close(self, complete: bool) -> Path | None:
+        """Finish: ``complete`` is False when the run failed or was interrupted; then, the file that holds the
+        records written before the stop (None when there is none, e.g. stdout)."""
         ...
 
 
@@ -104,8 +106,11 @@ class JsonlSink:
     def write(self, record: Record) -> None:
         self._writer.write(record.to_dict(self.keep_raw))
 
-    def close(self, complete: bool) -> None:
-        self._writer.close()
+    def close(self, complete: bool) -> Path | None:
+        if complete:
+            self._writer.close()
+            return None
+        return self._writer.abort()
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,8 @@ class RunSpec:
     auto_batch_tokens: bool = False
     #: hide download progress while loading.
     quiet: bool = False
+    #: other files the run reads (labels, examples): never to be overwritten by an output.
+    input_files: tuple[str, ...] = ()
 
 
 @dataclass
@@ -163,9 +170,12 @@ def is_text_input(path: str, options: ReadOptions) -> bool:
     return path != "-" and not path.lower().endswith((".jsonl", ".ndjson"))
 
 
-def check(spec: RunSpec) -> None:
-    """Fail before any model loads: missing inputs, no labels where none can come, an impossible prompt."""
+def check(spec: RunSpec, extra_outputs: Mapping[str, str | Path | None] | None = None) -> None:
+    """Fail before any model loads: missing inputs, outputs that would overwrite an input (or each other) or cannot
+    be written, no labels where none can come, an impossible prompt."""
     check_inputs(spec.inputs)
+    outputs = {"-o": spec.output.path, "--meta": spec.output.meta_path(), **(extra_outputs or {})}
+    check_outputs(outputs, [*spec.inputs, *spec.input_files])
     labels = spec.task.labels
     if (
         labels is None
@@ -239,7 +249,7 @@ def execute(
         raise
     finally:
         seconds = time.time() - start
-        out.close(status == "complete")
+        partial = out.close(status == "complete")
         meta_path = spec.output.meta_path()
         manifest.update(
             described,
@@ -250,8 +260,8 @@ def execute(
         )
         if meta_path is not None:
             write_json_atomic(meta_path, manifest)
-        if status != "complete" and out.path is not None:
-            emit(Stopped(out.path, out.count))
+        if partial is not None:
+            emit(Stopped(partial, out.count))
     return RunResult(status, stats, out.count, seconds, manifest, out.path)
 
 

@@ -14,6 +14,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..errors import UsageError
 from ..evaluation.records import GoldRecord, label_sets
 from ..prompts import LabelSet, build_instruction, detect_lang
 
@@ -57,6 +58,22 @@ def from_gold(records: Sequence[GoldRecord], labels: Sequence[str] | None = None
             )
         )
     return examples
+
+
+def labels_without_examples(examples: Sequence[TrainExample]) -> list[str]:
+    """The labels of the label sets that no training entity carries (a warning); raises UsageError when no
+    entity at all carries a label of its example's label set (the adapter would learn to answer None)."""
+    seen = {label for e in examples for label, _ in e.entities if label in e.labels}
+    if not seen:
+        if not any(e.entities for e in examples):
+            raise UsageError("The training data has no entities at all.", "Annotate some entities before finetuning.")
+        asked = ", ".join(dict.fromkeys(label for e in examples for label in e.labels))
+        found = ", ".join(dict.fromkeys(label for e in examples for label, _ in e.entities))
+        raise UsageError(
+            f"No training entity has a label in the label set ({asked}); the data's entities are: {found}.",
+            "Give --labels from the data's entity labels, or drop --labels to train on all of them.",
+        )
+    return [label for label in dict.fromkeys(label for e in examples for label in e.labels) if label not in seen]
 
 
 def target_text(entities: Sequence[tuple[str, str]]) -> str:

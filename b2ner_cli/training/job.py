@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import UsageError
 from ..io.writers import write_json_atomic
 from ..models.spec import ModelSpec
 from ..prompts import LabelSet
@@ -31,8 +30,9 @@ class FinetuneSpec:
     settings: TrainSettings = field(default_factory=TrainSettings)
     dev_file: Path | None = None
     replay: Path | None = None
-    #: the label set to train (default: every label in the data).
+    #: the label set to train (default: every label in the data), and the file it came from (an input to protect).
     labels: LabelSet | None = None
+    labels_file: Path | None = None
     resume: bool = False
     overwrite: bool = False
     quiet: bool = False
@@ -72,12 +72,11 @@ def read_data(spec: FinetuneSpec, note: Note) -> FinetuneData:
 
 
 def _check_labels(examples: list[TrainExample], note: Note) -> None:
-    seen = {label for e in examples for label, _ in e.entities}
-    missing = [label for label in dict.fromkeys(label for e in examples for label in e.labels) if label not in seen]
+    from .data import labels_without_examples
+
+    missing = labels_without_examples(examples)
     if missing:
         note(f"labels with no training example: {', '.join(missing)}")
-    if not seen:
-        raise UsageError("The training data has no entities at all.", "Annotate some entities before finetuning.")
 
 
 def _metadata(spec: FinetuneSpec, data: FinetuneData, base: dict[str, Any]) -> dict[str, Any]:
@@ -117,15 +116,23 @@ def finetune(spec: FinetuneSpec, *, note: Note, on_step: Callable[[Progress], No
     from .trainer import check_output, train
 
     data = read_data(spec, note)
-    check_output(spec.output, spec.overwrite, spec.resume)
-    trainable, loaded, base = trainable_model(spec.model, spec.lora, note=note, seed=spec.settings.seed,
-                                              quiet=spec.quiet)  # fmt: skip
-    result = train(trainable, loaded.tokenizer, data.examples, spec.output, spec.settings, dev=data.dev,
-                   replay=data.replay, metadata=_metadata(spec, data, base), resume=spec.resume, on_step=on_step,
-                   note=note)  # fmt: skip
-    summary = {"best_epoch": result.best_epoch, "best_dev_metrics": result.best_metrics,
-               "skipped_too_long": result.skipped_too_long, "epochs": result.history}  # fmt: skip
-    write_json_atomic(spec.output / "report.json", summary)
+    inputs = [spec.train_file, spec.dev_file, spec.replay, spec.labels_file]
+    # Nothing is deleted before training has produced a result: with --overwrite the run is built beside the old
+    # output and swapped in at the end.
+    plan = check_output(spec.output, spec.overwrite, spec.resume, inputs)
+    try:
+        trainable, loaded, base = trainable_model(spec.model, spec.lora, note=note, seed=spec.settings.seed,
+                                                  quiet=spec.quiet)  # fmt: skip
+        result = train(trainable, loaded.tokenizer, data.examples, plan.work, spec.settings, dev=data.dev,
+                       replay=data.replay, metadata=_metadata(spec, data, base), resume=spec.resume,
+                       on_step=on_step, note=note)  # fmt: skip
+        summary = {"best_epoch": result.best_epoch, "best_dev_metrics": result.best_metrics,
+                   "skipped_too_long": result.skipped_too_long, "epochs": result.history}  # fmt: skip
+        write_json_atomic(plan.work / "report.json", summary)
+        plan.publish()
+    except BaseException:
+        plan.discard()
+        raise
     if result.skipped_too_long:
         note(
             f"{result.skipped_too_long} examples longer than --max-length {spec.settings.max_length} tokens "

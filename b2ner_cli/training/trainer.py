@@ -1,11 +1,28 @@
-"""The finetuning loop: length-grouped micro-batches, exact gradient accumulation, F1-based selection, resume."""
+"""The finetuning loop: length-grouped micro-batches, exact gradient accumulation, F1-based selection, resume.
+
+The checkpoint (``<output>/checkpoint/``) holds no pickle: tensors are in safetensors files and everything else in
+JSON, so resuming never runs code from a file.
+
+- ``adapter/``: the LoRA adapter as PEFT saves it (``adapter_model.safetensors``, ``adapter_config.json``);
+- ``optimizer.safetensors``: the optimizer's per-parameter state, one tensor per ``state.<param index>.<name>``
+  (e.g. ``state.0.exp_avg``, ``state.0.step``);
+- ``state.json``: ``format``, ``epoch``, ``step``, the optimizer's ``param_groups``, the RNG states (torch's as a
+  list of byte values, Python's as lists of ints, CUDA's per device) and ``config``, the run's fingerprint;
+- ``result.json``: the best metrics and history so far.
+
+``config`` fingerprints what makes a run: the base model and starting adapter, sha256 digests of the training,
+dev and replay data, the labels and their descriptions, every training setting but ``epochs`` (resuming to train
+longer is the point), and the LoRA settings. ``--resume`` refuses a run whose fingerprint differs.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import random
+import secrets
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +42,7 @@ from .data import Sample, TrainExample, encode, epoch_samples
 
 Note = Callable[[str], None]
 CHECKPOINT = "checkpoint"
+CHECKPOINT_FORMAT = 1
 
 
 @dataclass
@@ -133,9 +151,11 @@ def train(
     total_steps = steps_per_epoch * settings.epochs
     result = TrainResult(None, None)
     start_epoch, step = 0, 0
+    output.mkdir(parents=True, exist_ok=True)
     checkpoint = output / CHECKPOINT
+    config = run_config(examples, dev, replay, settings, metadata or {})
     if resume:  # restores the adapter, the optimizer and the RNG state: the run continues as if never stopped
-        start_epoch, step, result = _load_checkpoint(checkpoint, model, optimizer, result)
+        start_epoch, step, result = _load_checkpoint(checkpoint, model, optimizer, config)
         note(f"Resuming after epoch {start_epoch} (step {step}).")
     else:
         _set_seed(settings.seed)
@@ -198,7 +218,7 @@ def train(
             result.best_metrics, result.best_epoch = record.get("dev"), epoch + 1
             _save_adapter(model, output, {**(metadata or {}), "epoch": epoch + 1, "dev_metrics": record.get("dev"),
                                           "selected_by": settings.select if dev else "last epoch"})  # fmt: skip
-        _save_checkpoint(checkpoint, model, optimizer, epoch + 1, step, result)
+        _save_checkpoint(checkpoint, model, optimizer, epoch + 1, step, result, config)
     return result
 
 
@@ -251,45 +271,244 @@ def _save_adapter(model: Any, output: Path, metadata: dict[str, Any]) -> None:
     tmp.rmdir()
 
 
-def _save_checkpoint(folder: Path, model: Any, optimizer: Any, epoch: int, step: int, result: TrainResult) -> None:
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+def _digest(items: Sequence[Any]) -> str:
+    return hashlib.sha256(repr(list(items)).encode("utf-8")).hexdigest()
+
+
+def run_config(examples: Sequence[TrainExample], dev: Sequence[GoldRecord], replay: Sequence[TrainExample],
+               settings: TrainSettings, metadata: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """The fingerprint of a run that ``--resume`` must match, in the order mismatches are reported."""
+    hyper = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items() if k != "epochs"}
+    return {
+        "base_model": metadata.get("base_model"),
+        "base_model_revision": metadata.get("base_model_revision"),
+        "adapter": metadata.get("started_from_adapter"),
+        "labels": metadata.get("labels"),  # before the data, whose examples carry their label sets
+        "label descriptions": metadata.get("label_descriptions"),
+        "train data": _digest(examples),
+        "dev data": _digest(dev) if dev else None,
+        "replay data": _digest(replay) if replay else None,
+        **hyper,
+        "lora": (metadata.get("settings") or {}).get("lora"),
+    }
+
+
+def _check_config(saved: dict[str, Any], current: dict[str, Any], state_file: Path) -> None:
+    for key, now in current.items():
+        then = saved.get(key, "<missing>")
+        if then != now:
+            shown = [v[:12] + "..." if isinstance(v, str) and key.endswith(" data") else v for v in (then, now)]
+            raise UsageError(
+                f"Cannot resume: the checkpoint in {state_file.parent.parent} was made with {key} {shown[0]!r}, "
+                f"this run has {shown[1]!r}.",
+                "Resume with the same data, labels, model and settings (only --epochs may change), or start anew "
+                "with --overwrite.",
+            )
+
+
+def _rng_state() -> dict[str, Any]:
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {"torch": torch.get_rng_state().tolist(), "python": [version, list(internal), gauss]}
+    if torch.cuda.is_available():
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def _save_checkpoint(folder: Path, model: Any, optimizer: Any, epoch: int, step: int, result: TrainResult,
+                     config: dict[str, Any]) -> None:  # fmt: skip
+    """Build the checkpoint beside ``folder`` and swap it in (the old one is removed only once the new is there)."""
+    from safetensors.torch import save_file
+
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     tmp.mkdir(parents=True)
-    model.save_pretrained(str(tmp / "adapter"))
-    torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
-                "step": step}, tmp / "state.pt")  # fmt: skip
-    write_json_atomic(tmp / "result.json", asdict(result))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    try:
+        model.save_pretrained(str(tmp / "adapter"))
+        optimizer_state = optimizer.state_dict()
+        tensors = {}
+        for index, values in optimizer_state["state"].items():
+            for name, value in values.items():
+                if not isinstance(value, torch.Tensor):
+                    value = torch.tensor(value)
+                tensors[f"state.{index}.{name}"] = value.detach().cpu().contiguous()
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in group.items()}
+                  for group in optimizer_state["param_groups"]]  # fmt: skip
+        state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "step": step, "param_groups": groups,
+                 "rng": _rng_state(), "config": config}  # fmt: skip
+        write_json_atomic(tmp / "state.json", state)
+        write_json_atomic(tmp / "result.json", asdict(result))
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.{os.getpid()}-{secrets.token_hex(4)}.old")
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(folder: Path, model: Any, optimizer: Any, result: TrainResult) -> tuple[int, int, TrainResult]:
-    from peft import set_peft_model_state_dict
+@dataclass
+class Checkpoint:
+    adapter: dict[str, torch.Tensor]
+    optimizer: dict[str, torch.Tensor]
+    state: dict[str, Any]
+    result: dict[str, Any]
+
+
+def _damaged(path: Path, why: str) -> InputError:
+    return InputError(
+        f"The checkpoint file {path} is damaged or incomplete: {why}.",
+        "Start anew with --overwrite instead of --resume.",
+    )
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    state_file = folder / "state.pt"
-    if not state_file.is_file():
+    if not path.is_file():
+        raise _damaged(path, "the file is missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _damaged(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise _damaged(path, "the file is missing")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise _damaged(path, f"not valid JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise _damaged(path, "not a JSON object")
+    return data
+
+
+def read_checkpoint(folder: Path) -> Checkpoint:
+    """Read a checkpoint with safetensors and json only (never unpickling); a bad file is a one-line InputError."""
+    if not folder.is_dir():
         raise UsageError(f"Nothing to resume in {folder.parent}: no checkpoint there.", "Drop --resume to start anew.")
-    state = torch.load(state_file, map_location="cpu", weights_only=False)
-    weights = load_file(str(folder / "adapter" / "adapter_model.safetensors"))
-    set_peft_model_state_dict(model, weights)
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    saved = json.loads((folder / "result.json").read_text(encoding="utf-8"))
-    return int(state["epoch"]), int(state["step"]), TrainResult(**saved)
+    if (folder / "state.pt").exists() and not (folder / "state.json").exists():
+        raise InputError(
+            f"The checkpoint in {folder} has the old pickle format, which b2ner no longer loads (it can run code).",
+            "Start anew with --overwrite instead of --resume.",
+        )
+    state = _read_json(folder / "state.json")
+    required = {"format": int, "epoch": int, "step": int, "param_groups": list, "rng": dict, "config": dict}
+    for key, kind in required.items():
+        if not isinstance(state.get(key), kind):
+            raise _damaged(folder / "state.json", f'"{key}" is missing or not a {kind.__name__}')
+    if state["format"] != CHECKPOINT_FORMAT:
+        raise _damaged(folder / "state.json", f"unknown format {state['format']}")
+    return Checkpoint(
+        adapter=_read_tensors(folder / "adapter" / "adapter_model.safetensors"),
+        optimizer=_read_tensors(folder / "optimizer.safetensors"),
+        state=state,
+        result=_read_json(folder / "result.json"),
+    )
 
 
-def check_output(output: Path, overwrite: bool, resume: bool) -> None:
+def _load_checkpoint(folder: Path, model: Any, optimizer: Any, config: dict[str, Any]) -> tuple[int, int, TrainResult]:
+    from peft import set_peft_model_state_dict
+
+    checkpoint = read_checkpoint(folder)
+    state = checkpoint.state
+    _check_config(state["config"], config, folder / "state.json")
+    optimizer_state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, tensor in checkpoint.optimizer.items():
+        _, index, name = key.split(".", 2)
+        optimizer_state.setdefault(int(index), {})[name] = tensor
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in group.items()} for group in state["param_groups"]]
+    try:
+        set_peft_model_state_dict(model, checkpoint.adapter)
+        optimizer.load_state_dict({"state": optimizer_state, "param_groups": groups})
+        _set_rng_state(state["rng"])
+        result = TrainResult(**checkpoint.result)
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise _damaged(folder, f"it does not match this model ({str(exc).splitlines()[0]})") from None
+    return int(state["epoch"]), int(state["step"]), result
+
+
+@dataclass
+class OutputPlan:
+    """Where a finetuning run writes (``work``) and where its result goes (``final``).
+
+    With ``--overwrite`` on a non-empty directory, ``work`` is a new directory beside ``final``: nothing is deleted
+    before training has produced a result, and ``publish()`` swaps it in (``final`` renamed aside, ``work``
+    renamed into place, the old directory removed last). Otherwise ``work`` is ``final``.
+    """
+
+    final: Path
+    work: Path
+
+    def publish(self) -> None:
+        if self.work == self.final:
+            return
+        old = self.final.with_name(f".{self.final.name}.{os.getpid()}-{secrets.token_hex(4)}.old")
+        os.replace(self.final, old)
+        try:
+            os.replace(self.work, self.final)
+        except BaseException:
+            os.replace(old, self.final)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+
+    def discard(self) -> None:
+        """The run failed: drop the new directory built beside ``final`` (``final`` itself is never touched)."""
+        if self.work != self.final:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _refuse_to_replace(output: Path, inputs: Sequence[Path | None]) -> None:
+    resolved = output.resolve()
+    cwd, home = Path.cwd().resolve(), Path.home().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        what = "the current directory" if resolved == cwd else "a parent of the current directory"
+        raise UsageError(f"--overwrite would replace {output}, which is {what}.", "Give -o a new directory.")
+    if resolved == home:
+        raise UsageError(
+            f"--overwrite would replace {output}, which is your home directory.", "Give -o a new directory."
+        )
+    for source in inputs:
+        if source is not None and (resolved == source.resolve() or resolved in source.resolve().parents):
+            raise UsageError(
+                f"--overwrite would replace {output}, which holds the input {source}.",
+                "Move the input out of it, or give -o a new directory.",
+            )
+
+
+def check_output(output: Path, overwrite: bool, resume: bool, inputs: Sequence[Path | None] = ()) -> OutputPlan:
+    """Check ``output`` before any model loads; deletes nothing (see ``OutputPlan``).
+
+    ``--overwrite`` on a non-empty directory is refused when the directory is the current directory or one of its
+    parents, the home directory, or holds one of ``inputs`` (train, dev, replay, labels files).
+    """
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"Output {output} is a file, not a directory.", "Give -o a directory for the adapter.")
     if resume:
-        return
+        return OutputPlan(output, output)
     if output.exists() and any(output.iterdir()):
         if not overwrite:
             raise UsageError(
                 f"Output directory {output} is not empty.",
                 "Pass --overwrite to replace it, or --resume to continue the run that is there.",
             )
-        shutil.rmtree(output)
-    output.mkdir(parents=True, exist_ok=True)
+        _refuse_to_replace(output, inputs)
+        work = output.with_name(f".{output.name}.{os.getpid()}-{secrets.token_hex(4)}.new")
+        return OutputPlan(output, work)
+    return OutputPlan(output, output)
 
 
 def check_examples(examples: Sequence[TrainExample], where: str) -> None:
