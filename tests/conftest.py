@@ -51,10 +51,12 @@ class Home:
 
 @pytest.fixture(autouse=True)
 def home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Home:
-    """A private B2NER_HOME (aliases, conversions) and HF_HOME (the Hub cache) for each test."""
+    """A private B2NER_HOME (aliases, conversions), HF_HOME (the Hub cache) and working directory for each test."""
     import huggingface_hub.constants as hf_constants
 
     root = tmp_path_factory.mktemp("home")
+    (root / "cwd").mkdir()
+    monkeypatch.chdir(root / "cwd")  # files a command writes by default land here, never in the checkout
     paths = Home(root / "b2ner", root / "hf")
     monkeypatch.setenv("B2NER_HOME", str(paths.b2ner))
     monkeypatch.setenv("HF_HOME", str(paths.hf))

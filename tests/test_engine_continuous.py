@@ -24,7 +24,7 @@ needs_cb = pytest.mark.skipif(not ContinuousGenerator.available(), reason="no co
 
 
 @needs_cb
-@pytest.mark.model
+@pytest.mark.slow
 def test_greedy_answers_equal_transformers_generate(tiny) -> None:
     from b2ner_cli.api import Extractor
     from b2ner_cli.engine.hf import HFGenerator
@@ -62,7 +62,7 @@ def test_greedy_answers_equal_transformers_generate(tiny) -> None:
 
 
 @needs_cb
-@pytest.mark.model
+@pytest.mark.slow
 def test_caps_and_eos_per_request() -> None:
     """A random model rarely says EOS: every answer runs to its own prompt's cap (or is cut as a runaway)."""
     from b2ner_cli.engine.hf import new_token_cap

@@ -14,8 +14,6 @@ from b2ner_cli.api import Extractor
 from b2ner_cli.engine.compat import ForwardArgs, base_model, forward_args
 from b2ner_cli.prompts import LabelSet, build_instruction
 
-pytestmark = pytest.mark.model
-
 EN = ("person", "organization", "location")
 OTHER = ("date", "event", "product", "award")
 TEXTS = [

@@ -83,7 +83,7 @@ def test_auto_is_hf_unless_continuous_is_measured_faster_on_cuda(monkeypatch) ->
         registry.create_generator("continuous", FakeModel("cuda"), None, max_new_tokens=8)
 
 
-@pytest.mark.model
+@pytest.mark.slow
 def test_hf_engine_from_the_registry() -> None:
     from b2ner_cli.engine.hf import HFGenerator
     from b2ner_cli.testing import build_model, build_tokenizer

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_finetune import learnable, run, synthetic, write_jsonl  # noqa: F401  (learnable is a fixture)
+from helpers import cli as run
+from helpers import write_jsonl
+from test_finetune import learnable, synthetic  # noqa: F401  (learnable is a fixture)
 
 from b2ner_cli.errors import InputError, UsageError
 from b2ner_cli.training.trainer import (
@@ -179,7 +181,7 @@ def test_resume_refuses_another_configuration_naming_the_first_difference(tmp_pa
         _load_checkpoint(folder, model, optimizer, {**CONFIG, "train data": "cd" * 32, "lr": 0.2})
 
 
-@pytest.mark.model
+@pytest.mark.slow
 def test_resume_with_other_labels_is_refused(learnable, tmp_path: Path) -> None:  # noqa: F811
     base, train_file = learnable
     out = tmp_path / "out"
