@@ -165,6 +165,10 @@ def check(spec: RunSpec) -> None:
     """Fail before any model loads: missing inputs, no labels where none can come, an impossible prompt."""
     check_inputs(spec.inputs)
     labels = spec.task.labels
+    if recognizer_kind(spec.model) == "tagger":
+        from ..taggers.recognizer import check_tagger_options
+
+        check_tagger_options(spec.model, spec.task, map_labels=bool(spec.label_map))
     if (
         labels is None
         and recognizer_kind(spec.model) == "llm"
@@ -285,6 +289,7 @@ def _manifest(spec: RunSpec, task: Task) -> dict[str, object]:
             "batch_size": settings.batch_size,
             "batch_tokens": settings.batch_tokens,
             "max_chunk_tokens": settings.max_chunk_tokens,
+            "uncertainty": settings.uncertainty,
         },
         "model_spec": spec.model.to_dict(),
         "inputs": list(spec.inputs),

@@ -27,6 +27,11 @@ class ExtractSettings:
     batch_tokens: int = DEFAULT_BATCH_TOKENS
     #: documents read ahead, sorted by length and batched together (bounds memory).
     window: int = DEFAULT_WINDOW
+    #: taggers: how each entity's uncertainty is computed (confidence | entropy | evidential | mc-dropout); the
+    #: LLM path ignores it.
+    uncertainty: str = "confidence"
+    #: taggers: stochastic passes for ``uncertainty="mc-dropout"``.
+    mc_samples: int = 8
 
 
 @dataclass(frozen=True)
