@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from click.core import ParameterSource
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..labels import load_labels_file, parse_labels_arg
@@ -68,7 +67,8 @@ TAGGER_SETTINGS = {"epochs": "epochs", "lr": "encoder_lr", "train_batch_size": "
 
 def given(ctx: typer.Context, name: str) -> bool:
     """Whether a parameter was given on the command line (not its default, nor an environment variable)."""
-    return ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    source = ctx.get_parameter_source(name)  # typer may bring its own click: compare by name
+    return getattr(source, "name", None) == "COMMANDLINE"
 
 
 class Select(str, Enum):
