@@ -299,6 +299,14 @@ def test_eval_with_a_tagger_scores_strict_f1(tagger: Trained, tmp_path: Path) ->
     assert dataset["b2ner"]["f1"] == pytest.approx(6 / 7)  # the answer built from the entities, same counts here
 
 
+def test_eval_with_a_tagger_refuses_an_adapter(tagger: Trained, tmp_path: Path) -> None:
+    gold = write_jsonl(tmp_path / "gold.jsonl", [{"id": "1", "text": BOB, "entities": []}])
+    result = cli("eval", str(gold), "-m", str(tagger.path), "--adapter", "x/y", "-q")
+    assert result.exit_code == 2
+    first = result.stderr.splitlines()[0]
+    assert first == f"Error: --adapter cannot be used with a tagger (`{tagger.path}` is a tagger)."
+
+
 def test_models_info_on_a_tagger(tagger: Trained) -> None:
     from b2ner_cli import __version__
 

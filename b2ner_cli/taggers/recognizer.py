@@ -94,6 +94,9 @@ class TaggerRecognizer:
 
         if spec.model is None:
             raise UsageError("A tagger run needs the tagger directory.", "Pass -m TAGGER_DIR.")
+        if spec.adapter is not None:  # eval -m and the Python API do not go through check_tagger_options
+            raise UsageError(f"--adapter cannot be used with a tagger (`{spec.model}` is a tagger).",
+                             "A tagger has no adapter; drop --adapter (or unset B2NER_ADAPTER).")  # fmt: skip
         return cls(Tagger.load(spec.model, device=spec.device))
 
     def labels(self) -> LabelSet | None:
