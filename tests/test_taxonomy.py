@@ -191,7 +191,7 @@ def test_taxonomy_search_does_not_import_torch() -> None:
         "assert r.exit_code == 0, r.output\n"
         "print([m for m in ('torch', 'transformers', 'peft') if m in sys.modules])"
     )
-    done = subprocess.cli([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
 
@@ -256,10 +256,10 @@ def test_the_wheel_ships_the_taxonomy(tmp_path: Path) -> None:
     source = tmp_path / "src"
     shutil.copytree(root, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__"))
     build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
-    subprocess.cli([*build, str(source)], check=True, capture_output=True)
+    subprocess.run([*build, str(source)], check=True, capture_output=True)
     [wheel] = tmp_path.glob("b2ner-*.whl")
     target = tmp_path / "site"
-    subprocess.cli(
+    subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
         check=True, capture_output=True,
     )  # fmt: skip
@@ -268,7 +268,7 @@ def test_the_wheel_ships_the_taxonomy(tmp_path: Path) -> None:
         "t = d.load()\n"
         "print(taxonomy_data.__file__, len(t.types), len(t.datasets), len(d.validate(t)))"
     )
-    done = subprocess.cli(
+    done = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
