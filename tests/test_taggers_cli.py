@@ -301,7 +301,8 @@ def test_eval_with_a_tagger_scores_strict_f1(tagger: Trained, tmp_path: Path) ->
 
 def test_eval_with_a_tagger_refuses_an_adapter(tagger: Trained, tmp_path: Path) -> None:
     gold = write_jsonl(tmp_path / "gold.jsonl", [{"id": "1", "text": BOB, "entities": []}])
-    result = cli("eval", str(gold), "-m", str(tagger.path), "--adapter", "x/y", "-q")
+    out = tmp_path / "pred.jsonl"
+    result = cli("eval", str(gold), "-m", str(tagger.path), "--adapter", "x/y", "--predictions-out", str(out), "-q")
     assert result.exit_code == 2
     first = result.stderr.splitlines()[0]
     assert first == f"Error: --adapter cannot be used with a tagger (`{tagger.path}` is a tagger)."
