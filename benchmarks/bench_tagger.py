@@ -7,6 +7,11 @@ trained on the corpus on the spot) on the same synthetic documents. The baseline
 length and packs them under a token budget chosen to hold about 32 documents per batch. Prints documents/s for
 both and the ratio.
 
+Then the recognizer level, on the first ``--llm-docs`` of the same documents: the tagger through
+``TaggerRecognizer`` (what ``extract -m TAGGER`` runs) next to the B2NER LLM path (``LLMRecognizer`` over a tiny
+random Llama, hidden ``--llm-hidden``, answers capped at ``--max-new-tokens``), each with its parameter count: a
+shape check of the two paths, not a comparison with B2NER's 7B model.
+
     python benchmarks/bench_tagger.py                # 1,000 documents
     python benchmarks/bench_tagger.py --docs 200     # a quick look
     python benchmarks/bench_tagger.py --threads 1    # steadier figures on a busy shared machine
@@ -40,6 +45,9 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=768)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--slice", type=int, default=256, help="documents per alternation between the two sides")
+    parser.add_argument("--llm-docs", type=int, default=200, help="documents for the recognizer-level comparison")
+    parser.add_argument("--llm-hidden", type=int, default=64, help="hidden size of the tiny random Llama")
+    parser.add_argument("--max-new-tokens", type=int, default=24)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -100,6 +108,38 @@ def main() -> None:
     print(f"b2ner Tagger.predict (spanner, length-sorted, {budget} subwords per batch): "
           f"{len(docs)} docs in {ours_s:.1f} s = {ours_dps:.1f} docs/s")  # fmt: skip
     print(f"speed-up: {ours_dps / base_dps:.2f}x documents/s (target: >= 1.5x)")
+    recognizers(tagger, docs[: args.llm_docs], budget, args)
+
+
+def recognizers(tagger: Tagger, docs: list[str], budget: int, args: argparse.Namespace) -> None:
+    """documents/s of the tagger and of the LLM path behind the same recognizer seam, on the same documents."""
+    from b2ner_cli.api import Extractor
+    from b2ner_cli.engine.hf import HFGenerator
+    from b2ner_cli.runs.settings import ExtractSettings, RunStats
+    from b2ner_cli.taggers.recognizer import TaggerRecognizer
+    from b2ner_cli.testing import build_model, build_tokenizer
+
+    torch.manual_seed(0)
+    llm_tokenizer = build_tokenizer([d.text for d in synthetic_corpus(200, 1)])
+    llm = build_model(len(llm_tokenizer), hidden_size=args.llm_hidden)
+    sides = {
+        "tagger (TaggerRecognizer, spanner)": (
+            Extractor(TaggerRecognizer(tagger), ExtractSettings(batch_tokens=budget)),
+            sum(p.numel() for p in tagger.model.parameters()),
+        ),
+        f"LLM path (LLMRecognizer, random Llama hidden {args.llm_hidden})": (
+            Extractor(HFGenerator(llm, llm_tokenizer, max_new_tokens=args.max_new_tokens),
+                      ExtractSettings(batch_size=args.batch_size)),
+            sum(p.numel() for p in llm.parameters()),
+        ),
+    }  # fmt: skip
+    for name, (extractor, params) in sides.items():
+        extractor.extract(docs[:8], list(LABELS))  # warm-up
+        stats = RunStats()
+        start = time.perf_counter()
+        extractor.extract(docs, list(LABELS), stats=stats)
+        seconds = time.perf_counter() - start
+        print(f"{name}, {params:,} parameters: {len(docs)} docs in {seconds:.1f} s = {len(docs) / seconds:.1f} docs/s")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ for _name in ("B2NER_MODEL", "B2NER_ADAPTER", "B2NER_BATCH_SIZE", "HF_HUB_CACHE"
     os.environ.pop(_name, None)
 
 #: fixtures that build, train or load a model: a test using one is marked ``slow``.
-MODEL_FIXTURES = {"tiny", "fake_hub", "backbone", "base_model", "lora_model", "models", "learnable", "extractor"}
+MODEL_FIXTURES = {
+    "tiny", "fake_hub", "backbone", "base_model", "lora_model", "models", "learnable", "extractor", "tagger",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

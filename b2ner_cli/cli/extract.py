@@ -23,6 +23,7 @@ from ..io.writers import JsonlWriter
 from ..models.placement import parse_max_memory
 from ..models.spec import ModelSpec
 from ..runs.labels import LabelSources, resolve_labels
+from ..runs.recognizer import recognizer_kind
 from ..runs.run import OutputSpec, RunResult, RunSpec, check, execute, preview
 from ..runs.settings import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_TOKENS, DEFAULT_CHUNK_TOKENS, ExtractSettings, Task
 from .common import (
@@ -57,6 +58,13 @@ class OutputFormat(str, Enum):
     table = "table"
 
 
+class Uncertainty(str, Enum):
+    confidence = "confidence"
+    entropy = "entropy"
+    evidential = "evidential"
+    mc_dropout = "mc-dropout"
+
+
 class InputFormat(str, Enum):
     auto = "auto"
     txt = "txt"
@@ -72,6 +80,8 @@ EPILOG = """[bold]Examples[/]
   echo "Barack Obama visited Paris." | b2ner extract - -m ./my-model --adapter ./my-lora -l "person,location"
 
   b2ner extract examples/en.txt -l "person,location" --dry-run
+
+  b2ner extract notes.txt -m ./my-tagger --uncertainty entropy -o notes.jsonl   # a tagger from finetune --head
 """
 
 
@@ -185,6 +195,16 @@ def extract(
             "several); inputs are sharded and the output stays in input order.",
         ),
     ] = "1",
+    uncertainty: Annotated[
+        Uncertainty,
+        typer.Option(
+            "--uncertainty",
+            help="Taggers (-m TAGGER_DIR): how each entity's uncertainty is computed (crf taggers give none).",
+        ),
+    ] = Uncertainty.confidence,
+    mc_samples: Annotated[
+        int, typer.Option("--mc-samples", min=1, help="Taggers: stochastic passes for --uncertainty mc-dropout.")
+    ] = 8,
     dry_run_: Annotated[
         bool,
         typer.Option("--dry-run", help="Print each input's prompt as JSON; loads no model (texts are not chunked)."),
@@ -200,8 +220,6 @@ def extract(
         whole_file=whole_file,
         input_format=input_format.value,
     )
-    sources = LabelSources(labels, labels_file, labels_from_dataset, map_labels)
-    resolved = resolve_labels(sources, lang.value, adapter=adapter, note=note_printer(err, quiet))
     settings = ExtractSettings(
         lang=lang.value,
         flat=flat,
@@ -209,6 +227,8 @@ def extract(
         batch_size=batch_size,
         batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS,
         min_score=min_score,
+        uncertainty=uncertainty.value,
+        mc_samples=mc_samples,
     )
     model_spec = ModelSpec(
         model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter, offline=offline,
@@ -216,6 +236,15 @@ def extract(
         max_memory=ModelSpec.memory(parse_max_memory(max_memory) if max_memory else None), merge=merge,
         trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine,
     )  # fmt: skip
+    tagger = recognizer_kind(model_spec) == "tagger"
+    if tagger:  # the flags a RunSpec does not carry; run.check refuses the rest
+        from ..taggers.recognizer import check_tagger_options
+
+        check_tagger_options(model_spec, Task.of(None, (), settings), map_labels=map_labels, dry_run=dry_run_,
+                             examples=examples is not None, data_parallel=data_parallel)  # fmt: skip
+    sources = LabelSources(labels, labels_file, labels_from_dataset, map_labels)
+    advice = None if tagger else note_printer(err, quiet)  # raw-tag advice is about prompting
+    resolved = resolve_labels(sources, lang.value, adapter=adapter, note=advice)
     task = Task.of(resolved.labels, load_examples(examples) if examples is not None else (), settings)
     spec = RunSpec(
         model=model_spec,
@@ -242,21 +271,22 @@ def extract(
 
     from ..runs.parallel import replica_count
 
-    spec = replace(spec, data_parallel=replica_count(data_parallel, device.value))
+    if not tagger:
+        spec = replace(spec, data_parallel=replica_count(data_parallel, device.value))
     sink = TableRenderer(Console(highlight=False)) if output_format is OutputFormat.table else None
     to_terminal = output in (None, "-") and sys.stdout.isatty()
     with RunView(err, quiet=quiet, records_to_terminal=to_terminal) as view:
         result = execute(spec, sink=sink, events=view)
     if not quiet:
-        _summary(err, result, output, max_new_tokens)
+        _summary(err, result, output, max_new_tokens, "window" if tagger else "prompt")
 
 
-def _summary(err: Console, result: RunResult, output: str | None, max_new_tokens: int) -> None:
+def _summary(err: Console, result: RunResult, output: str | None, max_new_tokens: int, unit: str = "prompt") -> None:
     stats, seconds = result.stats, result.seconds
     where = f" -> {output}" if output and output != "-" else ""
     err.print(
         f"{count(stats.entities, 'entity', 'entities')} in {count(stats.documents, 'document')} "
-        f"({count(stats.chunks, 'prompt')}, {stats.documents / max(seconds, 1e-9):.1f} documents/s){where}",
+        f"({count(stats.chunks, unit)}, {stats.documents / max(seconds, 1e-9):.1f} documents/s){where}",
         markup=False,
     )
     if stats.unmatched:

@@ -35,7 +35,40 @@ EPILOG = """[bold]Examples[/]
   b2ner finetune train.jsonl -o my-adapter --train-batch-size 32 --micro-batch-size 4
 
   b2ner extract notes.txt --adapter my-adapter        # backbone and labels come from the adapter
+
+  b2ner finetune llm-output.jsonl --head spanner -o my-tagger    # a fast local tagger instead of a LoRA
 """
+
+
+class Head(str, Enum):
+    spanner = "spanner"
+    crf = "crf"
+    pointer = "pointer"
+    biaffine = "biaffine"
+
+
+class Loss(str, Enum):
+    ce = "ce"
+    evidential = "evidential"
+
+
+#: parameter name -> flag, refused with --head (they configure the LoRA path only).
+LORA_ONLY = {
+    "model": "--model", "adapter": "--adapter", "no_adapter": "--no-adapter", "lora_r": "--lora-r",
+    "lora_alpha": "--lora-alpha", "lora_dropout": "--lora-dropout", "target_modules": "--target-modules",
+    "quantize": "--quantize", "replay": "--replay", "replay_ratio": "--replay-ratio", "select": "--select",
+    "micro_batch_size": "--micro-batch-size", "label_dropout": "--label-dropout", "eval_every": "--eval-every",
+    "gradient_checkpointing": "--gradient-checkpointing", "old_batch_size": "--batch-size", "dry_run": "--dry-run",
+}  # fmt: skip
+#: parameter name -> the tagger setting it sets when given (LoRA defaults do not carry over).
+TAGGER_SETTINGS = {"epochs": "epochs", "lr": "encoder_lr", "train_batch_size": "batch_size",
+                   "warmup_ratio": "warmup_ratio", "max_length": "max_length", "seed": "seed"}  # fmt: skip
+
+
+def given(ctx: typer.Context, name: str) -> bool:
+    """Whether a parameter was given on the command line (not its default, nor an environment variable)."""
+    source = ctx.get_parameter_source(name)  # typer may bring its own click: compare by name
+    return getattr(source, "name", None) == "COMMANDLINE"
 
 
 class Select(str, Enum):
@@ -45,6 +78,7 @@ class Select(str, Enum):
 
 @boundary
 def finetune(
+    ctx: typer.Context,
     train_file: Annotated[Path, typer.Argument(help="Training data: JSONL like eval's gold, or B2NERD JSON.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the adapter, metrics and checkpoints.")],
     dev_file: Annotated[Path | None, typer.Option("--dev", help="Dev data; the best epoch by dev F1 is kept.")] = None,
@@ -90,9 +124,59 @@ def finetune(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the config, parameter counts, examples and tokens; train nothing.")
     ] = False,
+    head: Annotated[
+        Head | None,
+        typer.Option("--head", help="Train a local tagger with this head on an encoder instead of a LoRA adapter."),
+    ] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            "--encoder",
+            help="With --head: an encoder alias (xlm-roberta-base, bert-base-cased, roberta-base, "
+            "chinese-roberta-wwm-ext, deberta-v3-base), a Hub repo id or a directory. [default: xlm-roberta-base]",
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="With --head: the encoder's revision on the Hub.")
+    ] = None,
+    head_lr: Annotated[
+        float, typer.Option("--head-lr", min=0.0, help="With --head: learning rate of the head (--lr: encoder).")
+    ] = 1e-3,
+    max_span_words: Annotated[
+        int, typer.Option("--max-span-words", min=1, help="With --head spanner/biaffine: longest entity, in words.")
+    ] = 8,
+    loss: Annotated[Loss, typer.Option("--loss", help="With --head spanner: ce or evidential (E-NER).")] = Loss.ce,
+    nested: Annotated[
+        bool, typer.Option("--nested", help="With --head biaffine: entities may contain each other.")
+    ] = False,
+    patience: Annotated[
+        int | None, typer.Option("--patience", min=1, help="With --head and --dev: stop after N epochs without gain.")
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Finetune a LoRA adapter on annotated data; keeps the best adapter by dev F1, usable by extract and eval."""
+    """Finetune a LoRA adapter on annotated data (or, with --head, train a local tagger); keeps the best by dev F1."""
+    if head is not None:
+        _finetune_tagger(
+            ctx,
+            head.value,
+            train_file,
+            output,
+            dev_file,
+            labels,
+            labels_file,
+            encoder,
+            revision,
+            head_lr,
+            max_span_words,
+            loss.value,
+            nested,
+            patience,
+            offline,
+            resume,
+            overwrite,
+            quiet,
+        )
+        return  # fmt: skip
     from ..training.job import FinetuneSpec, dry_run_report
     from ..training.job import finetune as run_finetune
     from ..training.setup import LoraSettings
@@ -144,3 +228,54 @@ def finetune(
         best = result.best_metrics
         score = f"dev {select.value} F1 {100 * best[select.value]['f1']:.2f}" if best else "no dev set"
         err.print(f"Adapter saved to {output} (epoch {result.best_epoch}, {score}).", markup=False)
+
+
+def _finetune_tagger(
+    ctx: typer.Context, head: str, train_file: Path, output: Path, dev_file: Path | None, labels: str | None,
+    labels_file: Path | None, encoder: str | None, revision: str | None, head_lr: float, max_span_words: int,
+    loss: str, nested: bool, patience: int | None, offline: bool, resume: bool, overwrite: bool, quiet: bool,
+) -> None:  # fmt: skip
+    from ..taggers.job import TaggerJobSpec, train_tagger_job
+    from ..taggers.types import TaggerTrainSettings
+
+    err = stderr_console()
+    note = note_printer(err, quiet)
+    params = ctx.params
+    overrides = {setting: params[name] for name, setting in TAGGER_SETTINGS.items() if given(ctx, name)}
+    settings = TaggerTrainSettings(head=head, head_lr=head_lr, max_span_words=max_span_words, loss=loss,
+                                   nested=nested, patience=patience, **overrides)  # fmt: skip
+    spec = TaggerJobSpec(
+        train_file=train_file,
+        output=output,
+        settings=settings,
+        encoder=encoder,
+        revision=revision,
+        dev_file=dev_file,
+        labels=parse_labels_arg(labels) if labels else load_labels_file(labels_file) if labels_file else None,
+        offline=offline,
+        resume=resume,
+        overwrite=overwrite,
+        lora_flags=tuple(flag for name, flag in LORA_ONLY.items() if given(ctx, name)),
+    )
+    progress = Progress(
+        TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
+        console=err, disable=quiet or not err.is_terminal, transient=True,
+    )  # fmt: skip
+    with progress:
+        bar = progress.add_task("train", total=None, epoch=0, loss=0.0)
+
+        def on_step(p: dict[str, Any]) -> None:
+            progress.update(bar, total=p["total_steps"], completed=p["step"], epoch=p["epoch"], loss=p["loss"])
+
+        def on_epoch(m: dict[str, Any]) -> None:
+            if quiet:
+                return
+            dev = f"dev strict F1 {100 * m['dev_f1']:.2f}" if "dev_f1" in m else "no dev set"
+            progress.console.print(f"epoch {m['epoch']}/{settings.epochs}: loss {m['loss']:.4f}, {dev}", markup=False)
+
+        result = train_tagger_job(spec, note=note, on_step=on_step, on_epoch=on_epoch)
+    if not quiet:
+        score = f"dev strict F1 {100 * result.best_dev_f1:.2f}" if result.best_dev_f1 is not None else "no dev set"
+        stop = ", stopped early" if result.stopped_early else ""
+        err.print(f"Tagger saved to {output} (epoch {result.best_epoch}, {score}{stop}).", markup=False)

@@ -81,7 +81,8 @@ def download(
 
 @app.command(
     "info",
-    epilog="[bold]Examples[/]\n\n  b2ner models info b2ner-7b\n\n  b2ner models info ./my-model --json",
+    epilog="[bold]Examples[/]\n\n  b2ner models info b2ner-7b\n\n  b2ner models info ./my-model --json"
+    "\n\n  b2ner models info ./my-tagger        # a tagger from finetune --head",
 )
 @boundary
 def info(
@@ -89,7 +90,9 @@ def info(
     as_json: JsonOption = False,
 ) -> None:
     """Show what a model is: repos, revisions, cache paths, size, parameters and memory estimates."""
-    details = model_info(name)
+    from ..taggers.card import is_tagger_dir, tagger_info
+
+    details = tagger_info(name) if is_tagger_dir(name) else model_info(name)
     if as_json:
         typer.echo(json.dumps(details, ensure_ascii=False, indent=2, default=str))
         return

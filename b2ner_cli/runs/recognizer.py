@@ -115,4 +115,17 @@ def _load_llm(spec: ModelSpec, options: LoadOptions) -> Recognizer:
     return LLMRecognizer.load(spec, quiet=options.quiet, note=options.note)
 
 
+def _load_tagger(spec: ModelSpec, options: LoadOptions) -> Recognizer:
+    from ..taggers.recognizer import TaggerRecognizer
+
+    return TaggerRecognizer.load(spec, quiet=options.quiet, note=options.note)
+
+
+def _is_tagger(spec: ModelSpec) -> bool:
+    from ..taggers.card import is_tagger_dir
+
+    return spec.model is not None and is_tagger_dir(spec.model)
+
+
 register_recognizer("llm", _load_llm)
+register_recognizer("tagger", _load_tagger, matches=_is_tagger)

@@ -177,6 +177,10 @@ def check(spec: RunSpec, extra_outputs: Mapping[str, str | Path | None] | None =
     outputs = {"-o": spec.output.path, "--meta": spec.output.meta_path(), **(extra_outputs or {})}
     check_outputs(outputs, [*spec.inputs, *spec.input_files])
     labels = spec.task.labels
+    if recognizer_kind(spec.model) == "tagger":
+        from ..taggers.recognizer import check_tagger_options
+
+        check_tagger_options(spec.model, spec.task, map_labels=bool(spec.label_map))
     if (
         labels is None
         and recognizer_kind(spec.model) == "llm"
@@ -321,6 +325,7 @@ def _manifest(spec: RunSpec, task: Task) -> dict[str, object]:
             "batch_tokens": settings.batch_tokens,
             "max_chunk_tokens": settings.max_chunk_tokens,
             "min_score": settings.min_score,
+            "uncertainty": settings.uncertainty,
         },
         "model_spec": spec.model.to_dict(),
         "inputs": list(spec.inputs),

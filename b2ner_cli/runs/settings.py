@@ -31,6 +31,11 @@ class ExtractSettings:
     window: int = DEFAULT_WINDOW
     #: entities whose score is below this are dropped (entities without a score are kept).
     min_score: float | None = None
+    #: taggers: how each entity's uncertainty is computed (confidence | entropy | evidential | mc-dropout); the
+    #: LLM path ignores it.
+    uncertainty: str = "confidence"
+    #: taggers: stochastic passes for ``uncertainty="mc-dropout"``.
+    mc_samples: int = 8
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,35 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
     return card
 
 
+def tagger_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What ``b2ner models info TAGGER_DIR`` shows: head, encoder and revision, labels, dev scores, provenance."""
+    folder = Path(path).expanduser()
+    card = read_card(folder)
+    encoder = card.get("encoder", {})
+    dev = card.get("dev", {})
+    settings = card.get("settings", {})
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return {
+        "kind": "tagger",
+        "path": str(folder),
+        "head": card.get("head"),
+        "encoder": encoder.get("ref"),
+        "encoder_repo": encoder.get("repo_id"),
+        "encoder_revision": encoder.get("revision"),
+        "encoder_type": encoder.get("model_type"),
+        "labels": list(card.get("labels", [])),
+        "loss": settings.get("loss"),
+        "max_span_words": settings.get("max_span_words"),
+        "dev_best_epoch": dev.get("best_epoch"),
+        "dev_best_f1": dev.get("best_f1"),
+        "dev_f1_per_epoch": [item.get("f1") for item in dev.get("per_epoch", [])],
+        "data": card.get("data"),
+        "created_with": f"b2ner {card.get('b2ner_version')}",
+        "created_at": card.get("created_at"),
+        "size_bytes": size,
+    }
+
+
 def partial_dir(output: Path) -> Path:
     """Where a training run builds its output (and keeps its checkpoint) before moving it into place."""
     return output.parent / f".{output.name}.partial"

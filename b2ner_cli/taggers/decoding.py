@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 #: a candidate is (probability, first word, last word, ...); words inclusive.
-C = TypeVar("C", bound=tuple)
+C = TypeVar("C", bound=tuple[Any, ...])
 
 
 def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
