@@ -12,7 +12,7 @@ from pathlib import Path
 from ..models.spec import ModelSpec
 from ..records import Record
 from ..runs.recognizer import Recognizer
-from ..runs.run import Events, OutputSpec, RunSpec, execute
+from ..runs.run import Events, JsonlSink, OutputSpec, RunSpec, execute
 from ..runs.settings import ExtractSettings, Task
 from .b2ner_metric import answer_from_pairs
 from .records import GoldRecord, PredRecord, gold_documents
@@ -22,17 +22,23 @@ class _Collect:
     """A record sink that keeps predictions by id, and writes them on to another sink when given one."""
 
     def __init__(self, target: Path | None, keep_raw: bool = True) -> None:
-        from ..runs.run import JsonlSink
-
-        self._inner = JsonlSink(target, keep_raw) if target is not None else None
-        self.path = self._inner.path if self._inner else None
+        self._target = target
+        self._keep_raw = keep_raw
+        self._inner: JsonlSink | None = None  # opened on the first record: a failed load leaves no file behind
+        self.path = target
         self.count = 0
         self.predictions: dict[str, PredRecord] = {}
         self._source = str(target) if target is not None else "predictions"
 
+    def _open(self) -> JsonlSink | None:
+        if self._inner is None and self._target is not None:
+            self._inner = JsonlSink(self._target, self._keep_raw)
+        return self._inner
+
     def write(self, record: Record) -> None:
-        if self._inner is not None:
-            self._inner.write(record)
+        inner = self._open()
+        if inner is not None:
+            inner.write(record)
         if record.raw is not None:
             answer = record.raw
         else:  # a recognizer that does not generate text: the answer its entities make
@@ -44,7 +50,8 @@ class _Collect:
         self.count += 1
 
     def close(self, complete: bool) -> Path | None:
-        return self._inner.close(complete) if self._inner is not None else None
+        inner = self._open() if complete else self._inner  # a complete run with no record writes an empty file
+        return inner.close(complete) if inner is not None else None
 
 
 def predict_gold(
