@@ -24,3 +24,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+def scored(records: Any) -> Any:
+    """LLM records (a list, or one) with every entity's ``score`` checked to lie in (0, 1] and then removed, so that
+    the rest can be compared with offsets worked out by hand."""
+    items = records if isinstance(records, list) else [records]
+    for record in items:
+        for entity in record["entities"]:
+            assert 0.0 < entity.pop("score") <= 1.0
+    return records

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import cli, read_jsonl
+from helpers import cli, read_jsonl, scored
 
 LABELS = "person,organization,location"
 EN1 = "Barack Obama visited Microsoft in Seattle ."
@@ -54,7 +54,7 @@ def test_txt_to_jsonl_file_with_offsets_and_order(tiny, tmp_path: Path) -> None:
     result = cli("extract", str(source), "-l", LABELS, "-o", str(out), *model_args(tiny))
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
-    assert read_jsonl(out) == [
+    assert scored(read_jsonl(out)) == [
         {"id": f"{source}:1", "text": EN1, "entities": EN1_ENTITIES, "unmatched": []},
         {"id": f"{source}:3", "text": EN2, "entities": [], "unmatched": []},
         {"id": f"{source}:4", "text": EN3, "entities": EN3_ENTITIES, "unmatched": EN3_UNMATCHED},
@@ -77,7 +77,7 @@ def test_stdout_carries_only_jsonl_and_summary_goes_to_stderr(tiny, tmp_path: Pa
     source.write_text(EN4 + "\n", encoding="utf-8")
     result = cli("extract", str(source), "-l", LABELS, "-m", str(tiny.base), "--adapter", str(tiny.adapter))
     assert result.exit_code == 0
-    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+    assert scored([json.loads(line) for line in result.stdout.splitlines()]) == [
         {"id": f"{source}:1", "text": EN4, "entities": EN4_ENTITIES, "unmatched": []}
     ]
     assert result.stderr.startswith("2 entities in 1 document (1 prompt, ")
@@ -94,7 +94,7 @@ def test_jsonl_with_per_record_labels_picks_language_per_record(tiny, tmp_path: 
     source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     result = cli("extract", str(source), "-l", LABELS, "--keep-raw", *model_args(tiny))
     assert result.exit_code == 0, result.output
-    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+    assert scored([json.loads(line) for line in result.stdout.splitlines()]) == [
         {"id": "zh-1", "text": ZH1, "entities": ZH1_ENTITIES, "unmatched": [], "raw": " 人名: 李明; 地名: 北京"},
         {
             "id": f"{source}:2",
@@ -114,7 +114,7 @@ def test_stdin_and_several_files_keep_input_order(tiny, tmp_path: Path) -> None:
     second.write_text(EN4 + "\n", encoding="utf-8")
     result = cli("extract", str(first), "-", str(second), "-l", LABELS, *model_args(tiny), input=EN1 + "\n")
     assert result.exit_code == 0, result.output
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    lines = scored([json.loads(line) for line in result.stdout.splitlines()])
     assert [r["id"] for r in lines] == [f"{first}:1", "<stdin>:1", f"{second}:1"]
     assert lines[1]["entities"] == EN1_ENTITIES
     assert lines[2]["entities"] == EN4_ENTITIES
@@ -177,7 +177,7 @@ def test_long_document_is_chunked_and_offsets_map_back(tiny, tmp_path: Path) -> 
         *model_args(tiny),
     )
     assert result.exit_code == 0, result.output
-    record = json.loads(result.stdout)
+    record = scored(json.loads(result.stdout))
     # EN1 is 43 characters, EN2 19: EN2 starts at 44, EN3 at 44 + 19 + 1 = 64; Paris again at 64 + 17 = 81.
     assert record["text"] == f"{EN1}\n{EN2}\n{EN3}"
     assert record["entities"] == [
@@ -243,7 +243,8 @@ def test_default_model_missing_from_cache_offline(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr == (
         "Error: Model `b2ner-7b` (internlm/internlm2_5-7b) is not in the local cache and offline mode is on "
-        "(--offline or HF_HUB_OFFLINE).\nHint: Run `b2ner models download b2ner-7b` with network access.\n"
+        "(--offline or HF_HUB_OFFLINE).\nHint: Run `b2ner models download b2ner-7b` where the Hub is reachable, "
+        "or pass a local directory with -m ./dir.\n"
     )
 
 

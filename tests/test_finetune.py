@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-from helpers import cli, write_jsonl
+from helpers import cli, scored, write_jsonl
 
 from b2ner_cli.training.data import MAX_LABELS, Sample, TrainExample, augment, encode, epoch_samples, target_text
 
@@ -135,14 +135,15 @@ def test_finetune_then_extract_and_eval(learnable, tmp_path: Path) -> None:
     texts.write_text("Grace Hopper works at Initech in Quito .\n", encoding="utf-8")
     extracted = cli("extract", str(texts), "--adapter", str(out), "-q")
     assert extracted.exit_code == 0, extracted.output
-    assert json.loads(extracted.stdout)["entities"] == [
+    assert scored(json.loads(extracted.stdout))["entities"] == [
         {"start": 0, "end": 12, "text": "Grace Hopper", "label": "person"},
         {"start": 22, "end": 29, "text": "Initech", "label": "organization"},
         {"start": 33, "end": 38, "text": "Quito", "label": "location"},
     ]
-    scored = cli("eval", str(train_file), "--adapter", str(out), "-o", str(tmp_path / "pred.jsonl"), "--json", "-q")
-    assert scored.exit_code == 0, scored.output
-    [dataset] = json.loads(scored.stdout)["datasets"]
+    evaluated = cli("eval", str(train_file), "--adapter", str(out), "--predictions-out", str(tmp_path / "pred.jsonl"),
+                    "--json", "-q")  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    [dataset] = json.loads(evaluated.stdout)["datasets"]
     assert dataset["b2ner"]["f1"] >= 0.95 and dataset["strict"]["f1"] >= 0.95
 
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import cli
+from helpers import cli, scored
 
 from b2ner_cli.taxonomy.data import load
 from b2ner_cli.taxonomy.search import edit_distance, normalize, search
@@ -244,7 +244,7 @@ def test_extract_map_labels_writes_the_users_tags_back(tiny, tmp_path: Path) -> 
         "-q",
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["entities"] == [
+    assert scored(json.loads(result.stdout))["entities"] == [
         {"start": 0, "end": 3, "text": "Ada", "label": "PER"},
         {"start": 8, "end": 11, "text": "Bob", "label": "PER"},
     ]

@@ -70,7 +70,7 @@ def test_a_broken_or_non_list_labels_json(tmp_path: Path) -> None:
 
 def test_na_entities_are_still_skipped(tmp_path: Path) -> None:
     path = b2nerd(tmp_path, [{"sentence": "Obama", "entities": [{"name": "Obama", "type": "NA", "pos": [0, 5]}]}])
-    assert read_b2nerd(path)[0].spans == ()
+    assert read_b2nerd(path)[0].entities == ()
 
 
 # --- gold JSONL and CoNLL ---------------------------------------------------------------------------------------
