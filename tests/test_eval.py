@@ -251,3 +251,37 @@ def test_eval_with_model_runs_extraction_first(tiny, tmp_path: Path) -> None:
     manifest = json.loads(Path(f"{out}.meta.json").read_text(encoding="utf-8"))
     assert manifest["status"] == "complete" and manifest["records_written"] == 1
     assert manifest["backbone"] == str(tiny.base) and manifest["adapter"] == str(tiny.adapter)
+
+
+def test_sweep_score_by_hand(tmp_path: Path) -> None:
+    # Gold: a has person 0-12 and location 21-26; b has person 0-3 and person 8-11 (4 gold entities).
+    # Predictions with scores: a: person 0-12 (0.9), location 21-26 (0.3); b: person 0-3 (0.6), person 8-11 (0.2)
+    # plus a wrong location 8-11 (0.5).
+    pred = [
+        {"id": "a", "text": TEXT_A, "unmatched": [], "entities": [
+            {"start": 0, "end": 12, "text": "Barack Obama", "label": "person", "score": 0.9},
+            {"start": 21, "end": 26, "text": "Paris", "label": "location", "score": 0.3}]},
+        {"id": "b", "text": TEXT_B, "unmatched": [], "entities": [
+            {"start": 0, "end": 3, "text": "Ada", "label": "person", "score": 0.6},
+            {"start": 8, "end": 11, "text": "Bob", "label": "person", "score": 0.2},
+            {"start": 8, "end": 11, "text": "Bob", "label": "location", "score": 0.5}]},
+    ]  # fmt: skip
+    gold = write_jsonl(tmp_path / "gold.jsonl", GOLD)
+    result = cli("eval", str(gold), str(write_jsonl(tmp_path / "pred.jsonl", pred)), "--sweep-score", "0:0.8:0.4",
+                 "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    sweep = json.loads(result.stdout)["score_sweep"]
+    assert [(p["threshold"], p["kept"], p["total"]) for p in sweep] == [(0.0, 5, 5), (0.4, 3, 5), (0.8, 1, 5)]
+    # t=0: tp 4, fp 1, fn 0 -> P 4/5, R 1, F1 8/9.  t=0.4: kept 0.9, 0.6, 0.5 -> tp 2, fp 1, fn 2 -> P 2/3, R 1/2,
+    # F1 4/7.  t=0.8: kept 0.9 -> tp 1, fp 0, fn 3 -> P 1, R 1/4, F1 2/5. The b2ner metric agrees here (no mention
+    # is found at two places), so both columns are equal.
+    assert [p["strict_f1"] for p in sweep] == pytest.approx([8 / 9, 4 / 7, 2 / 5])
+    assert [p["b2ner_f1"] for p in sweep] == pytest.approx([8 / 9, 4 / 7, 2 / 5])
+
+
+def test_sweep_score_thresholds_are_checked(tmp_path: Path) -> None:
+    gold = write_jsonl(tmp_path / "gold.jsonl", GOLD)
+    pred = write_jsonl(tmp_path / "pred.jsonl", PRED)
+    result = cli("eval", str(gold), str(pred), "--sweep-score", "0,1.5")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: --sweep-score 0,1.5: thresholds must lie between 0 and 1.")

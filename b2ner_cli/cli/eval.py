@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ..evaluation.job import EvalSpec, run_eval
 from ..evaluation.report import Report
+from ..evaluation.sweep import parse_thresholds
 from ..io.writers import JsonlWriter, write_json_atomic
 from ..models.spec import ModelSpec
 from ..runs.settings import DEFAULT_BATCH_SIZE, ExtractSettings
@@ -99,6 +100,13 @@ def eval_(
     errors: Annotated[
         Path | None, typer.Option("--errors", help="Write false positives and negatives per sentence as JSONL here.")
     ] = None,
+    sweep_score: Annotated[
+        str | None,
+        typer.Option(
+            "--sweep-score",
+            help="F1 when entities scoring below each threshold are dropped: 0,0.25,0.5 or start:stop:step.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -121,6 +129,7 @@ def eval_(
         seed=seed,
         quiet=quiet,
         outputs=(("-o", output), ("--errors", errors)),
+        sweep_scores=tuple(parse_thresholds(sweep_score)) if sweep_score else (),
     )
     with RunView(err, quiet=quiet) as view:
         report = run_eval(spec, events=view)
@@ -136,6 +145,21 @@ def eval_(
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
         return
     _render(report, by_label)
+    if report.sweep:
+        _render_sweep(report)
+
+
+def _render_sweep(report: Report) -> None:
+    table = Table("min score", "entities kept", "strict F1", "b2ner F1", title="F1 by score threshold (x100)")
+    for point in report.sweep:
+        table.add_row(
+            f"{point.threshold:g}", f"{point.kept}/{point.total}", _pct(point.strict_f1), _pct(point.b2ner_f1)
+        )
+    Console(highlight=False).print(table)
+    best = max(report.sweep, key=lambda p: (p.strict_f1, -p.threshold))
+    Console(highlight=False).print(
+        f"Best strict F1 {_pct(best.strict_f1)} at --min-score {best.threshold:g}.", markup=False
+    )
 
 
 def _render(report: Report, by_label: bool) -> None:

@@ -35,6 +35,8 @@ class EvalSpec:
     bootstrap: int = 0
     seed: int = 0
     quiet: bool = False
+    #: thresholds for ``--sweep-score``: F1 as entities below each score are dropped (``report.meta["score_sweep"]``).
+    sweep_scores: tuple[float, ...] = ()
     #: the files the command writes besides the predictions (option -> path), checked before any model loads.
     outputs: tuple[tuple[str, Path | None], ...] = ()
 
@@ -58,6 +60,10 @@ def run_eval(spec: EvalSpec, events: Events | None = None) -> Report:
                 f"{gold} is an upstream predictions file: it already holds gold and predictions.",
                 "Give it alone: b2ner eval predict_eval_predictions.jsonl",
             )
+        if spec.sweep_scores:
+            raise UsageError(
+                "--sweep-score needs entities with scores; an upstream predictions file has answer strings only."
+            )
         report = evaluate_upstream(read_upstream(gold), bootstrap=spec.bootstrap, seed=spec.seed)
         meta["predictions"] = str(gold)
     else:
@@ -78,6 +84,10 @@ def run_eval(spec: EvalSpec, events: Events | None = None) -> Report:
                 "Pass the JSONL from `b2ner extract` as a second argument, or --model to run extraction first.",
             )
         report = evaluate(records, predicted, bootstrap=spec.bootstrap, seed=spec.seed)
+        if spec.sweep_scores:
+            from .sweep import score_sweep
+
+            report.sweep = score_sweep(records, predicted, spec.sweep_scores)
     if spec.bootstrap:
         meta.update(bootstrap=spec.bootstrap, seed=spec.seed)
     report.meta = meta

@@ -82,7 +82,10 @@ def _spans(entities: Any, text: str, where: str, *, check_text: bool = True) -> 
                 f'{where}: entity {start}-{end} says "{given}" but the text there is "{mention}".',
                 "Offsets must be character offsets into this record's text (end exclusive).",
             )
-        spans.append(Entity(start, end, mention, label))
+        score = entity.get("score")
+        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
+            raise InputError(f'{where}: entity {start}-{end} has a "score" that is not a number ({score!r}).')
+        spans.append(Entity(start, end, mention, label, score=None if score is None else float(score)))
     return tuple(spans)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import InputError
 from ..records import Entity
@@ -61,6 +62,8 @@ class Report:
     datasets: list[DatasetReport]
     errors: list[dict[str, object]]
     meta: dict[str, object] = field(default_factory=dict)
+    #: ``--sweep-score``: micro F1 per score threshold (see :mod:`b2ner_cli.evaluation.sweep`).
+    sweep: list[Any] = field(default_factory=list)
 
     def averages(self) -> dict[str, object]:
         b2ner = language_averages({d.name: (d.language, d.b2ner.f1) for d in self.datasets})
@@ -72,7 +75,14 @@ class Report:
         }
 
     def to_dict(self) -> dict[str, object]:
-        return {"datasets": [d.to_dict() for d in self.datasets], "averages": self.averages(), "meta": self.meta}
+        data: dict[str, object] = {
+            "datasets": [d.to_dict() for d in self.datasets],
+            "averages": self.averages(),
+            "meta": self.meta,
+        }
+        if self.sweep:
+            data["score_sweep"] = [point.to_dict() for point in self.sweep]
+        return data
 
 
 def _label_of(piece: str) -> str:
