@@ -205,6 +205,14 @@ def extract(
     mc_samples: Annotated[
         int, typer.Option("--mc-samples", min=1, help="Taggers: stochastic passes for --uncertainty mc-dropout.")
     ] = 8,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted run: keep the records already in -o FILE (checked against the input) "
+            "and extract the rest.",
+        ),
+    ] = False,
     dry_run_: Annotated[
         bool,
         typer.Option("--dry-run", help="Print each input's prompt as JSON; loads no model (texts are not chunked)."),
@@ -256,6 +264,7 @@ def extract(
         auto_batch_tokens=batch_tokens is None,
         quiet=quiet,
         input_files=tuple(str(p) for p in (labels_file, examples) if p is not None),
+        resume=resume,
     )
     check(spec)
     if dry_run_:

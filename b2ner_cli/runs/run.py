@@ -80,8 +80,12 @@ def _ignore(_: Event) -> None:
 class RecordSink(Protocol):
     """Where a run's records go: a JSONL file or stdout by default; the CLI brings others (a terminal table)."""
 
-    count: int
     path: Path | None
+
+    @property
+    def count(self) -> int:
+        """Records written so far."""
+        ...
 
     def write(self, record: Record) -> None: ...
 
@@ -105,6 +109,10 @@ class JsonlSink:
 
     def write(self, record: Record) -> None:
         self._writer.write(record.to_dict(self.keep_raw))
+
+    def write_dict(self, record: dict[str, object]) -> None:
+        """A record as read back from an earlier output (``--resume``), written unchanged."""
+        self._writer.write(record)
 
     def close(self, complete: bool) -> Path | None:
         if complete:
@@ -151,6 +159,8 @@ class RunSpec:
     quiet: bool = False
     #: other files the run reads (labels, examples): never to be overwritten by an output.
     input_files: tuple[str, ...] = ()
+    #: continue an interrupted run from the records already in ``output.path`` (see :mod:`b2ner_cli.runs.resume`).
+    resume: bool = False
 
 
 @dataclass
@@ -213,6 +223,14 @@ def execute(
     """Run ``spec`` (on ``documents`` instead of its inputs when given; with an already loaded ``recognizer``)."""
     emit = events or _ignore
     source = documents if documents is not None else read_documents(spec.inputs, spec.read)
+    done = None
+    if spec.resume:  # before any model loads: a wrong file fails fast
+        from .resume import read_done, skip_done
+
+        if sink is not None:
+            raise UsageError("--resume continues a JSONL output file.", "Use --format jsonl with -o FILE.")
+        done = read_done(spec.output.path)
+        source = skip_done(source, done)
     task = spec.task
     parallel = recognizer is None and spec.data_parallel > 1
     described: dict[str, object] = {}
@@ -229,12 +247,23 @@ def execute(
         emit(Loaded(described))
     manifest = _manifest(spec, task)
     stats = RunStats()
-    out = sink or JsonlSink(spec.output.path, spec.output.keep_raw)
+    out: RecordSink
+    if sink is None:
+        jsonl = JsonlSink(spec.output.path, spec.output.keep_raw)
+        if done is not None:
+            for earlier in done.records:
+                jsonl.write_dict(earlier)
+            manifest.update(resumed_records=len(done.records), resumed_from=str(done.source))
+        out = jsonl
+    else:
+        out = sink
     back = dict(spec.label_map)
     status: Status = "failed"
     start = time.time()
 
     total = count_documents(spec.inputs, spec.read) if documents is None else _length(documents)
+    if total is not None and done is not None:
+        total -= len(done.records)
 
     def progress() -> None:
         emit(Progress(stats, time.time() - start, total))
