@@ -68,6 +68,17 @@ def home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPat
     return paths
 
 
+@pytest.fixture(scope="session")
+def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT with a WordPiece tokenizer trained on the taggers' synthetic task, once per session."""
+    from test_taggers import DEV, MIXED, TRAIN
+
+    from b2ner_cli.testing import build_bert, build_wordpiece_tokenizer, save
+
+    tokenizer = build_wordpiece_tokenizer([e.text for e in TRAIN + DEV] + [MIXED])
+    return save(build_bert(len(tokenizer), hidden=32), tokenizer, tmp_path_factory.mktemp("encoder"))
+
+
 @pytest.fixture
 def fake_model() -> Iterator[str]:
     """``-m fake`` loads a :class:`FakeRecognizer` (registered through the recognizer seam, as a plugin would)."""

@@ -20,7 +20,6 @@ from b2ner_cli.taggers import (
     train_tagger,
 )
 from b2ner_cli.taggers.scoring import strict_f1
-from b2ner_cli.testing import build_bert, build_wordpiece_tokenizer, save
 
 EN_PERSONS = ["Alice", "Bob Stone", "Carol", "David Lee", "Emma", "Frank Wu"]
 EN_PLACES = ["Paris", "Berlin", "New York", "Tokyo", "Rome", "Oslo"]
@@ -67,13 +66,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def encoder_dir(tmp_path_factory) -> Path:
-    texts = [e.text for e in TRAIN + DEV] + [MIXED]
-    tokenizer = build_wordpiece_tokenizer(texts)
-    return save(build_bert(len(tokenizer), hidden=32), tokenizer, tmp_path_factory.mktemp("encoder"))
 
 
 @pytest.fixture(scope="session")

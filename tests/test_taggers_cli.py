@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import Result
 from helpers import cli, read_jsonl, write_jsonl
-from test_taggers import DEV, MIXED, TRAIN
+from test_taggers import DEV, TRAIN
 
 from b2ner_cli.taggers import TaggerExample
 from b2ner_cli.testing import build_bert, build_wordpiece_tokenizer, save
@@ -55,23 +55,16 @@ class Trained:
 
 
 @pytest.fixture(scope="session")
-def encoder(tmp_path_factory) -> Path:
-    texts = [e.text for e in TRAIN + DEV] + [MIXED]
-    tokenizer = build_wordpiece_tokenizer(texts)
-    return save(build_bert(len(tokenizer), hidden=32), tokenizer, tmp_path_factory.mktemp("encoder"))
-
-
-@pytest.fixture(scope="session")
-def tagger(encoder, tmp_path_factory) -> Trained:
+def tagger(encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """A spanner tagger trained once per session through ``b2ner finetune --head`` on the synthetic task."""
     root = tmp_path_factory.mktemp("tagger")
     train = write_jsonl(root / "train.jsonl", gold_rows(TRAIN))
     dev = write_jsonl(root / "dev.jsonl", gold_rows(DEV))
     out = root / "tagger"
     result = cli("finetune", str(train), "--dev", str(dev), "-o", str(out), "--head", "spanner",
-                 "--encoder", str(encoder), *FAST_FLAGS)  # fmt: skip
+                 "--encoder", str(encoder_dir), *FAST_FLAGS)  # fmt: skip
     assert result.exit_code == 0, result.output
-    return Trained(out, encoder, train, dev, result)
+    return Trained(out, encoder_dir, train, dev, result)
 
 
 def entities(record: dict) -> list[tuple]:
