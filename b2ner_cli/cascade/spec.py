@@ -117,3 +117,18 @@ def parse_thresholds(text: str) -> tuple[float, ...]:
     for value in values:
         check_threshold(value, "--sweep-threshold")
     return tuple(sorted(set(values)))
+
+
+def cascade_summary(counts: Mapping[str, float]) -> str:
+    """The line ``extract`` prints on stderr: how much went to the LLM, and how long each side took."""
+    documents, routed_documents = int(counts.get("documents", 0)), int(counts.get("routed_documents", 0))
+    spans, routed_spans = int(counts.get("spans", 0)), int(counts.get("routed_spans", 0))
+
+    def share(part: int, whole: int) -> str:
+        return f"{100 * part / whole:.1f}%" if whole else "0.0%"
+
+    return (
+        f"Cascade: {routed_documents} of {documents} documents ({share(routed_documents, documents)}) and "
+        f"{routed_spans} of {spans} entities ({share(routed_spans, spans)}) went to the LLM; "
+        f"tagger {counts.get('tagger_seconds', 0.0):.2f}s, LLM {counts.get('llm_seconds', 0.0):.2f}s."
+    )
