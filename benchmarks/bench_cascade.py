@@ -95,8 +95,9 @@ def main() -> None:
     counts = stats.cascade
     routed_docs = counts["routed_documents"] / counts["documents"]
     routed_spans = counts["routed_spans"] / counts["spans"] if counts["spans"] else 0.0
+    threads = torch.get_num_threads()
     print(f"{len(docs)} documents; tagger: random BERT hidden {args.hidden} + spanner head; LLM: random Llama hidden "
-          f"{args.llm_hidden}, {args.max_new_tokens} new tokens at most; torch threads {torch.get_num_threads()}")  # fmt: skip
+          f"{args.llm_hidden}, {args.max_new_tokens} new tokens at most; torch threads {threads}")  # fmt: skip
     print(f"LLM only (LLMRecognizer): {len(docs)} docs in {llm_s:.1f} s = {len(docs) / llm_s:.1f} docs/s")
     print(f"cascade (threshold {threshold:.3f}): {len(docs)} docs in {cascade_s:.1f} s = "
           f"{len(docs) / cascade_s:.1f} docs/s (tagger {counts['tagger_seconds']:.1f} s, "
