@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from .answers import ParsedAnswer, parse_answer
 from .api import Extractor
+from .cascade import CascadeRecognizer, CascadeSpec
 from .errors import AdapterError, B2nerError, InputError, LabelError, ModelError, UsageError
 from .grounding import flatten, ground
 from .io.readers import Document
@@ -24,6 +25,8 @@ __all__ = [
     "PROMPT_ID",
     "AdapterError",
     "B2nerError",
+    "CascadeRecognizer",
+    "CascadeSpec",
     "Document",
     "Entity",
     "Example",

@@ -3,6 +3,10 @@
 >>> from b2ner_cli import Extractor
 >>> ner = Extractor.load("path/to/model", adapter="path/to/adapter")          # doctest: +SKIP
 >>> ner.extract(["Barack Obama visited Paris."], labels=["person", "location"])  # doctest: +SKIP
+
+The LinkNER cascade: a tagger first, its uncertain entities checked by the B2NER LLM (loaded only when needed):
+
+>>> ner = Extractor.load("path/to/tagger", cascade="b2ner-7b", threshold=0.4)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -60,13 +64,28 @@ class Extractor:
         settings: ExtractSettings | None = None,
         quiet: bool = False,
         note: Note | None = None,
+        cascade: str | None = None,
+        cascade_adapter: str | None = None,
+        threshold: float | None = None,
+        cascade_mode: str | None = None,
     ) -> Extractor:
-        """Load a model (alias, Hub repo id or directory; default ``b2ner-7b``) and its adapter; imports torch."""
+        """Load a model (alias, Hub repo id or directory; default ``b2ner-7b``) and its adapter; imports torch.
+
+        ``cascade``: ``model`` is a tagger and this LLM (with ``cascade_adapter``) checks the entities whose
+        uncertainty exceeds ``threshold`` (default 0.4; ``settings.uncertainty`` says how it is computed), in
+        ``cascade_mode`` ``"span"`` (default) or ``"sentence"``; the LLM loads when a first document is routed.
+        """
+        from .cascade.spec import cascade_from_flags, check_cascade
+
         spec = ModelSpec(
             model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter,
             offline=offline, device=device, dtype=dtype, quantize=quantize, max_memory=ModelSpec.memory(max_memory),
             merge=merge, trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine,
         )  # fmt: skip
+        chosen = cascade_from_flags(cascade, adapter=cascade_adapter, threshold=threshold, mode=cascade_mode, base=spec)
+        if chosen is not None:
+            spec = replace(spec, cascade=chosen)
+            check_cascade(spec)
         return cls.from_spec(spec, settings, quiet=quiet, note=note)
 
     @classmethod

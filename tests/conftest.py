@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from trained import tagger  # noqa: F401  (a session fixture: one trained tagger per session)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 INTERNLM2_FIXTURE = SHARED / "fixtures" / "internlm2-tiny"
@@ -31,7 +32,7 @@ for _name in ("B2NER_MODEL", "B2NER_ADAPTER", "B2NER_BATCH_SIZE", "HF_HUB_CACHE"
 #: fixtures that build, train or load a model: a test using one is marked ``slow``.
 MODEL_FIXTURES = {
     "tiny", "fake_hub", "backbone", "base_model", "lora_model", "models", "learnable", "extractor", "tagger",
-}
+}  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

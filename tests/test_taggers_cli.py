@@ -5,14 +5,13 @@ distillation recipe runs end to end (the taught tiny LLM labels a corpus, a tagg
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from click.testing import Result
 from helpers import cli, read_jsonl, write_jsonl
-from test_taggers import DEV, TRAIN
+from test_taggers import TRAIN
+from trained import Trained, gold_rows
 
 from b2ner_cli.taggers import TaggerExample
 from b2ner_cli.testing import build_bert, build_wordpiece_tokenizer, save
@@ -26,7 +25,6 @@ CAROL = "Carol likes Oslo ."
 CAROL_GOLD = [(0, 5, "Carol", "person"), (12, 16, "Oslo", "location")]
 assert TaggerExample(BOB, ((0, 9, "person"), (19, 25, "location"))) in TRAIN
 assert TaggerExample(CAROL, ((0, 5, "person"), (12, 16, "location"))) in TRAIN
-FAST_FLAGS = ["--epochs", "12", "--train-batch-size", "8", "--lr", "2e-3", "--head-lr", "5e-3", "--max-span-words", "4"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,35 +34,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def gold_rows(examples: list[TaggerExample]) -> list[dict]:
-    return [
-        {"id": str(i), "text": e.text, "entities": [{"start": s, "end": t, "label": lab} for s, t, lab in e.entities]}
-        for i, e in enumerate(examples)
-    ]
-
-
-@dataclass(frozen=True)
-class Trained:
-    path: Path
-    encoder: Path
-    train: Path
-    dev: Path
-    result: Result
-
-
-@pytest.fixture(scope="session")
-def tagger(encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    """A spanner tagger trained once per session through ``b2ner finetune --head`` on the synthetic task."""
-    root = tmp_path_factory.mktemp("tagger")
-    train = write_jsonl(root / "train.jsonl", gold_rows(TRAIN))
-    dev = write_jsonl(root / "dev.jsonl", gold_rows(DEV))
-    out = root / "tagger"
-    result = cli("finetune", str(train), "--dev", str(dev), "-o", str(out), "--head", "spanner",
-                 "--encoder", str(encoder_dir), *FAST_FLAGS)  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return Trained(out, encoder_dir, train, dev, result)
 
 
 def entities(record: dict) -> list[tuple]:

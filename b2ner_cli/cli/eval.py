@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..cascade.spec import cascade_from_flags, check_cascade
+from ..errors import UsageError
 from ..evaluation.job import EvalSpec, run_eval
 from ..evaluation.report import Report
 from ..evaluation.sweep import parse_thresholds
@@ -28,6 +31,7 @@ from .common import (
     boundary,
     stderr_console,
 )
+from .extract import CascadeMode, Uncertainty
 from .render import RunView
 
 EPILOG = """[bold]Examples[/]
@@ -39,6 +43,8 @@ EPILOG = """[bold]Examples[/]
   b2ner eval data/NER_en/mit-movie/test.json -m b2ner-7b --predictions-out mit-movie.predictions.jsonl
 
   b2ner eval gold.conll predictions.jsonl --by-label --bootstrap 1000 -o scores.json
+
+  b2ner eval dev.jsonl -m ./my-tagger --cascade b2ner-7b --sweep-threshold 0:1:0.1   # pick the cascade threshold
 """
 
 
@@ -107,6 +113,30 @@ def eval_(
             help="F1 when entities scoring below each threshold are dropped: 0,0.25,0.5 or start:stop:step.",
         ),
     ] = None,
+    cascade: Annotated[
+        str | None,
+        typer.Option("--cascade", help="LinkNER cascade: -m is a tagger; uncertain entities go to this B2NER LLM."),
+    ] = None,
+    cascade_adapter: Annotated[
+        str | None, typer.Option("--cascade-adapter", help="Adapter of the --cascade LLM [default: as for -m LLM].")
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", help="Cascade: entities with uncertainty above this go to the LLM [default: 0.4]."),
+    ] = None,
+    cascade_mode: Annotated[
+        CascadeMode | None, typer.Option("--cascade-mode", help="Cascade: span or sentence [default: span].")
+    ] = None,
+    uncertainty: Annotated[
+        Uncertainty, typer.Option("--uncertainty", help="Taggers: how each entity's uncertainty is computed.")
+    ] = Uncertainty.confidence,
+    sweep_threshold: Annotated[
+        str | None,
+        typer.Option(
+            "--sweep-threshold",
+            help="Cascade: score every threshold (0,0.2,0.4 or start:stop:step); the tagger and the LLM run once.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -116,15 +146,25 @@ def eval_(
         if not quiet:
             err.print("Note: --format is now --gold-format in eval.", markup=False)
         gold_format = old_gold_format
-    run_model = predictions is None and (model is not None or adapter is not None)
+    run_model = predictions is None and (model is not None or adapter is not None or cascade is not None)
+    model_spec = ModelSpec(model, adapter, offline=offline)
+    cascade_spec = cascade_from_flags(cascade, adapter=cascade_adapter, threshold=threshold, base=model_spec,
+                                      mode=cascade_mode.value if cascade_mode else None)  # fmt: skip
+    if cascade_spec is not None:
+        model_spec = replace(model_spec, cascade=cascade_spec)
+        check_cascade(model_spec)
+    settings = ExtractSettings(batch_size=batch_size, uncertainty=uncertainty.value)
+    if sweep_threshold is not None:
+        _sweep(err, gold, gold_format.value, dataset, model_spec, sweep_threshold, settings, quiet, as_json, output)
+        return
     spec = EvalSpec(
         gold=gold,
         predictions=predictions,
         gold_format=gold_format.value,
         dataset=dataset,
-        model=ModelSpec(model, adapter, offline=offline) if run_model else None,
+        model=model_spec if run_model else None,
         predictions_out=predictions_out,
-        settings=ExtractSettings(batch_size=batch_size),
+        settings=settings,
         bootstrap=bootstrap,
         seed=seed,
         quiet=quiet,
@@ -160,6 +200,49 @@ def _render_sweep(report: Report) -> None:
     Console(highlight=False).print(
         f"Best strict F1 {_pct(best.strict_f1)} at --min-score {best.threshold:g}.", markup=False
     )
+
+
+def _sweep(
+    err: Console,
+    gold: Path,
+    gold_format: str,
+    dataset: str | None,
+    model: ModelSpec,
+    thresholds: str,
+    settings: ExtractSettings,
+    quiet: bool,
+    as_json: bool,
+    output: Path | None,
+) -> None:
+    from ..cascade.spec import parse_thresholds
+    from ..cascade.sweep import WITHIN, sweep
+    from ..evaluation.readers import read_gold
+    from ..io.output import check_outputs
+    from ..runs.recognizer import LoadOptions
+
+    values = parse_thresholds(thresholds)
+    if model.cascade is None:
+        raise UsageError("--sweep-threshold scores a cascade.", "Add -m TAGGER_DIR --cascade LLM.")
+    check_outputs({"-o": output}, [gold])
+    records = read_gold(gold, gold_format, dataset)  # type: ignore[arg-type]
+    note = None if quiet else (lambda line: err.print(line, markup=False))
+    result = sweep(records, model, values, settings=settings, options=LoadOptions(quiet, note))
+    if output is not None:
+        write_json_atomic(output, result.to_dict())
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return
+    table = Table(title="Cascade threshold sweep (F1 x100)",
+                  caption="routed: the share sent to the LLM (documents, tagger entities)")  # fmt: skip
+    for column in ("threshold", "b2ner F1", "strict F1", "routed docs", "routed spans"):
+        table.add_column(column, justify="right")
+    for row in result.thresholds:
+        docs, spans = 100 * row.routed_document_fraction, 100 * row.routed_span_fraction
+        table.add_row(f"{row.threshold:g}", _pct(row.b2ner_f1), _pct(row.strict_f1), f"{docs:.1f}%", f"{spans:.1f}%")
+    console = Console(highlight=False)
+    console.print(table)
+    console.print(f"Best: threshold {result.best:g}; cheapest within {WITHIN:g} F1 points: "
+                  f"threshold {result.cheapest_within:g}.", markup=False)  # fmt: skip
 
 
 def _render(report: Report, by_label: bool) -> None:

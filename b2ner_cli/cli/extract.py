@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ..cascade.spec import cascade_from_flags, cascade_summary, check_cascade
 from ..engine.base import DEFAULT_MAX_NEW_TOKENS
 from ..engine.registry import ENGINE_CHOICES
 from ..errors import UsageError
@@ -65,6 +66,11 @@ class Uncertainty(str, Enum):
     mc_dropout = "mc-dropout"
 
 
+class CascadeMode(str, Enum):
+    span = "span"
+    sentence = "sentence"
+
+
 class InputFormat(str, Enum):
     auto = "auto"
     txt = "txt"
@@ -82,6 +88,8 @@ EPILOG = """[bold]Examples[/]
   b2ner extract examples/en.txt -l "person,location" --dry-run
 
   b2ner extract notes.txt -m ./my-tagger --uncertainty entropy -o notes.jsonl   # a tagger from finetune --head
+
+  b2ner extract notes.txt -m ./my-tagger --cascade b2ner-7b --threshold 0.4 -o notes.jsonl   # LinkNER cascade
 """
 
 
@@ -213,6 +221,30 @@ def extract(
             "and extract the rest.",
         ),
     ] = False,
+    cascade: Annotated[
+        str | None,
+        typer.Option(
+            "--cascade",
+            help="LinkNER cascade: -m is a tagger; documents with an entity whose uncertainty exceeds --threshold "
+            "go to this B2NER LLM (alias, Hub id or directory), loaded only if some document is routed.",
+        ),
+    ] = None,
+    cascade_adapter: Annotated[
+        str | None,
+        typer.Option("--cascade-adapter", help="Adapter of the --cascade LLM [default: as for -m LLM]."),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", help="Cascade: entities with uncertainty above this go to the LLM [default: 0.4]."),
+    ] = None,
+    cascade_mode: Annotated[
+        CascadeMode | None,
+        typer.Option(
+            "--cascade-mode",
+            help="span: an uncertain entity the LLM also finds takes its label, else it is dropped; "
+            "sentence: the LLM's entities replace the routed document's [default: span].",
+        ),
+    ] = None,
     dry_run_: Annotated[
         bool,
         typer.Option("--dry-run", help="Print each input's prompt as JSON; loads no model (texts are not chunked)."),
@@ -244,8 +276,14 @@ def extract(
         max_memory=ModelSpec.memory(parse_max_memory(max_memory) if max_memory else None), merge=merge,
         trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine,
     )  # fmt: skip
-    tagger = recognizer_kind(model_spec) == "tagger"
-    if tagger:  # the flags a RunSpec does not carry; run.check refuses the rest
+    cascade_spec = cascade_from_flags(cascade, adapter=cascade_adapter, threshold=threshold, base=model_spec,
+                                      mode=cascade_mode.value if cascade_mode else None)  # fmt: skip
+    if cascade_spec is not None:
+        model_spec = replace(model_spec, cascade=cascade_spec)
+        check_cascade(model_spec)
+    kind = recognizer_kind(replace(model_spec, cascade=None))
+    tagger = kind == "tagger" or cascade_spec is not None
+    if kind == "tagger":  # the flags a RunSpec does not carry; run.check refuses the rest
         from ..taggers.recognizer import check_tagger_options
 
         check_tagger_options(model_spec, Task.of(None, (), settings), map_labels=map_labels, dry_run=dry_run_,
@@ -287,7 +325,9 @@ def extract(
     with RunView(err, quiet=quiet, records_to_terminal=to_terminal) as view:
         result = execute(spec, sink=sink, events=view)
     if not quiet:
-        _summary(err, result, output, max_new_tokens, "window" if tagger else "prompt")
+        _summary(err, result, output, max_new_tokens, "window" if kind == "tagger" else "prompt")
+        if cascade_spec is not None:
+            err.print(cascade_summary(result.stats.cascade), markup=False)
 
 
 def _summary(err: Console, result: RunResult, output: str | None, max_new_tokens: int, unit: str = "prompt") -> None:

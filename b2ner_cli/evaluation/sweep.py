@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -18,15 +19,15 @@ def parse_thresholds(value: str, option: str = "--sweep-score") -> list[float]:
             start, stop, step = (float(part) for part in value.split(":"))
             if step <= 0:
                 raise ValueError
-            count = round((stop - start) / step) + 1
-            values = [round(start + i * step, 10) for i in range(count) if start + i * step <= stop + 1e-9]
+            count = math.floor((stop - start) / step + 1e-9) + 1
+            values = [round(start + i * step, 10) for i in range(max(count, 0))]
         else:
             values = [float(part) for part in value.split(",") if part.strip()]
     except ValueError:
         raise UsageError(
             f"{option} {value}: expected comma-separated numbers or start:stop:step.", f"e.g. {option} 0:1:0.1"
         ) from None
-    if not values or any(not 0.0 <= v <= 1.0 for v in values):
+    if not values or any(math.isnan(v) or not 0.0 <= v <= 1.0 for v in values):
         raise UsageError(f"{option} {value}: thresholds must lie between 0 and 1.", f"e.g. {option} 0:1:0.1")
     return sorted(set(values))
 

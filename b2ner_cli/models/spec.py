@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from ..engine.base import DEFAULT_MAX_NEW_TOKENS
 from .placement import DeviceChoice, DtypeChoice, Quantize
+
+if TYPE_CHECKING:
+    from ..cascade.spec import CascadeSpec
 
 EngineChoice = str  # "auto" or a name in the engine registry
 
@@ -38,6 +42,8 @@ class ModelSpec:
     engine: EngineChoice = "auto"
     #: how the model is used: "auto" (detected from the model directory), "llm", or a registered recognizer kind.
     kind: str = "auto"
+    #: a LinkNER cascade: ``model`` is a tagger whose uncertain entities go to this LLM (kind ``cascade``).
+    cascade: CascadeSpec | None = None
 
     @staticmethod
     def memory(values: Mapping[int | str, int] | None) -> tuple[tuple[int | str, int], ...] | None:

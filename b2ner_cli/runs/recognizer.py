@@ -91,7 +91,10 @@ def unregister_recognizer(kind: str) -> None:
 
 
 def recognizer_kind(spec: ModelSpec) -> str:
-    """The kind a spec loads as: its own ``kind``, else the first registered matcher that claims it, else ``llm``."""
+    """The kind a spec loads as: ``cascade`` when it names a cascade LLM, its own ``kind``, else the first
+    registered matcher that claims it, else ``llm``."""
+    if spec.cascade is not None and "cascade" in _REGISTRY:
+        return "cascade"
     if spec.kind != "auto":
         if spec.kind not in _REGISTRY:
             known = ", ".join(sorted(_REGISTRY))
@@ -121,6 +124,12 @@ def _load_tagger(spec: ModelSpec, options: LoadOptions) -> Recognizer:
     return TaggerRecognizer.load(spec, quiet=options.quiet, note=options.note)
 
 
+def _load_cascade(spec: ModelSpec, options: LoadOptions) -> Recognizer:
+    from ..cascade.recognizer import CascadeRecognizer
+
+    return CascadeRecognizer.load(spec, options)
+
+
 def _is_tagger(spec: ModelSpec) -> bool:
     from ..taggers.card import is_tagger_dir
 
@@ -129,3 +138,4 @@ def _is_tagger(spec: ModelSpec) -> bool:
 
 register_recognizer("llm", _load_llm)
 register_recognizer("tagger", _load_tagger, matches=_is_tagger)
+register_recognizer("cascade", _load_cascade)

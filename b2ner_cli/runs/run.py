@@ -187,10 +187,15 @@ def check(spec: RunSpec, extra_outputs: Mapping[str, str | Path | None] | None =
     outputs = {"-o": spec.output.path, "--meta": spec.output.meta_path(), **(extra_outputs or {})}
     check_outputs(outputs, [*spec.inputs, *spec.input_files])
     labels = spec.task.labels
-    if recognizer_kind(spec.model) == "tagger":
+    kind = recognizer_kind(spec.model)
+    if kind == "cascade":
+        from ..cascade.spec import check_cascade
+
+        check_cascade(spec.model)
+    if kind == "tagger" or (kind == "cascade" and recognizer_kind(replace(spec.model, cascade=None)) == "tagger"):
         from ..taggers.recognizer import check_tagger_options
 
-        check_tagger_options(spec.model, spec.task, map_labels=bool(spec.label_map))
+        check_tagger_options(replace(spec.model, cascade=None), spec.task, map_labels=bool(spec.label_map))
     if (
         labels is None
         and recognizer_kind(spec.model) == "llm"
@@ -291,6 +296,12 @@ def execute(
             records_written=out.count,
             stats=stats.to_dict(),
         )
+        if spec.model.cascade is not None:
+            from ..cascade.spec import cascade_block
+
+            if recognizer is not None:  # the LLM, when some document was routed, loaded during the run
+                manifest.update(recognizer.describe())
+            manifest["cascade"] = cascade_block(spec.model.cascade, task.settings.uncertainty, stats.cascade)
         if meta_path is not None:
             write_json_atomic(meta_path, manifest)
         if partial is not None:

@@ -76,9 +76,15 @@ class RunStats:
     runaways: int = 0
     new_tokens: int = 0
     unknown_label_names: dict[str, int] = field(default_factory=dict)
+    #: a cascade's counts (documents, routed_documents, spans, routed_spans) and seconds (tagger_seconds,
+    #: llm_seconds); empty, and left out of :meth:`to_dict`, for other recognizers.
+    cascade: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        if not self.cascade:
+            del data["cascade"]
+        return data
 
     def add(self, part: RunStats) -> None:
         """Add another run's counts (a worker's, a rank's) to these."""

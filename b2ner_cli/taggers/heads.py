@@ -109,7 +109,9 @@ def _span_index(words: int, max_span: int) -> tuple[Tensor, Tensor]:
         for j in range(i, min(words, i + max_span)):
             starts.append(i)
             ends.append(j)
-    return torch.tensor(starts, dtype=torch.long), torch.tensor(ends, dtype=torch.long)
+    # Cached across calls: made outside inference mode, so that training can use what prediction cached first.
+    with torch.inference_mode(False):
+        return torch.tensor(starts, dtype=torch.long), torch.tensor(ends, dtype=torch.long)
 
 
 def span_targets(entities: Sequence[Sequence[tuple[int, int, int]]], words: int, max_span: int) -> Tensor:
