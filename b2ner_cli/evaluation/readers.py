@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import InputError
+from ..io.conll import ConllSentence, conll_sentences, join_tokens, script_language
 from ..io.unicode import check_unicode
 from ..prompts import detect_lang
 from ..records import Entity
@@ -222,36 +224,23 @@ def _b2nerd_labels(path: Path) -> tuple[str, ...] | None:
 def read_conll(path: Path, dataset: str | None = None) -> list[GoldRecord]:
     """Token-per-line columns (token first, tag last), sentences split by blank lines; BIO, IOBES or BMES tags.
 
-    The text joins tokens with spaces, or with nothing when every token is a single CJK character.
+    Tokens are joined as the sentence was written (:func:`b2ner_cli.io.conll.join_tokens`: no spaces next to CJK
+    characters and full-width punctuation); the language is the script of the whole file (``zh`` when Han characters
+    make at least half of its letters), so that a dataset is one language.
     """
     records: list[GoldRecord] = []
-    tokens: list[tuple[str, str, int]] = []
-
-    def flush() -> None:
-        if tokens:
-            records.append(_conll_sentence(tokens, path, dataset or path.stem, len(records)))
-            tokens.clear()
-
-    for number, line in _lines(path):
-        if not line.strip() or line.startswith("-DOCSTART-"):
-            flush()
-            continue
-        columns = line.split()
-        if len(columns) < 2:
-            raise InputError(f"{path}, line {number}: expected a token and a tag.", "CoNLL lines are: TOKEN ... TAG")
-        tokens.append((columns[0], columns[-1], number))
-    flush()
-    return records
+    for sentence in conll_sentences(_lines(path)):
+        for token, tag, number in zip(sentence.tokens, sentence.tags, sentence.lines, strict=True):
+            if tag is None:
+                raise InputError(f"{path}, line {number}: expected a token and a tag, found {token!r} alone.",
+                                 "CoNLL lines are: TOKEN ... TAG")  # fmt: skip
+        records.append(_conll_sentence(sentence, path, dataset or path.stem, len(records)))
+    language = script_language("".join(r.text for r in records))
+    return [replace(r, language=language) for r in records]
 
 
-def _conll_sentence(tokens: list[tuple[str, str, int]], path: Path, dataset: str, index: int) -> GoldRecord:
-    joiner = "" if all(len(t) == 1 and "\u3400" <= t <= "\u9fff" for t, _, _ in tokens) else " "
-    text, offsets = "", []
-    for token, _, _ in tokens:
-        if text:
-            text += joiner
-        offsets.append((len(text), len(text) + len(token)))
-        text += token
+def _conll_sentence(sentence: ConllSentence, path: Path, dataset: str, index: int) -> GoldRecord:
+    text, offsets = join_tokens(sentence.tokens)
     spans: list[Entity] = []
     current: tuple[int, str] | None = None  # (start token index, label)
 
@@ -263,7 +252,8 @@ def _conll_sentence(tokens: list[tuple[str, str, int]], path: Path, dataset: str
             spans.append(Entity(start, end, text[start:end], current[1]))
             current = None
 
-    for i, (_, tag, number) in enumerate(tokens):
+    for i, (tag, number) in enumerate(zip(sentence.tags, sentence.lines, strict=True)):
+        assert tag is not None
         if tag == "O":
             close(i - 1)
             continue
@@ -279,16 +269,15 @@ def _conll_sentence(tokens: list[tuple[str, str, int]], path: Path, dataset: str
             current = (i, label)
         if prefix in ("E", "S", "L", "U"):
             close(i)
-    close(len(tokens) - 1)
-    labels = tuple(dict.fromkeys(s.label for s in spans))
+    close(len(sentence.tokens) - 1)
     return GoldRecord(
         id=f"{path}:{index + 1}",
         text=text,
         entities=tuple(spans),
         labels=None,
         dataset=dataset,
-        language="zh" if joiner == "" else _language(labels, tuple(spans), None),
-        source=f"{path}, line {tokens[0][2]}",
+        language="",  # set for the whole file by read_conll
+        source=f"{path}, line {sentence.lines[0]}",
     )
 
 
