@@ -35,6 +35,8 @@ class PredRecord:
     answer: str
     unmatched: int
     source: str
+    #: the text the prediction was made on; eval refuses a prediction whose text is not the gold text.
+    text: str | None = None
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,18 @@ def check_ids(gold: Sequence[GoldRecord], predictions: Mapping[str, PredRecord])
         )
 
 
+def check_texts(gold: Sequence[GoldRecord], predictions: Mapping[str, PredRecord]) -> None:
+    """Every prediction was made on its gold text, exactly (character for character: strict offsets index it)."""
+    differ = [r.id for r in gold if predictions[r.id].text is not None and predictions[r.id].text != r.text]
+    if differ:
+        shown = ", ".join(differ[:5]) + (" ..." if len(differ) > 5 else "")
+        raise InputError(
+            f"{len(differ)} predictions were made on a text that is not the gold text ({shown}).",
+            "Predictions must come from the gold file itself, e.g. b2ner extract GOLD ... -o PREDICTIONS; texts "
+            "are compared exactly.",
+        )
+
+
 def _first(ids: list[str]) -> str:
     return ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
 
@@ -116,6 +128,7 @@ def evaluate(
 ) -> Report:
     """Both metrics for every dataset in ``gold`` (predictions matched by id)."""
     check_ids(gold, predictions)
+    check_texts(gold, predictions)
     datasets: dict[str, DatasetReport] = {}
     allowed_by_id = label_sets(gold)
     errors: list[dict[str, object]] = []
