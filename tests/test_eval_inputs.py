@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from helpers import cli, write_jsonl
+
+from b2ner_cli.evaluation.b2ner_metric import language_averages, overall_average
+from b2ner_cli.evaluation.readers import read_gold_jsonl
 
 
 def gold_lines(n: int) -> list[dict[str, object]]:
@@ -17,8 +21,8 @@ def test_predictions_on_other_texts_are_refused_listing_five_ids(tmp_path: Path)
     gold = write_jsonl(tmp_path / "gold.jsonl", gold_lines(8))
     # ids match, but s1..s7 were made on other texts: same ids, so only the text check catches them
     predicted = [{"id": "s0", "text": "Ada met Bob 0 .", "entities": [{"start": 0, "end": 3, "label": "person"}]}]
-    predicted += [{"id": f"s{i}", "text": f"Ada met Bob {i}  .", "entities": [{"start": 0, "end": 3, "label": "person"}]}
-                  for i in range(1, 8)]  # fmt: skip
+    ada = [{"start": 0, "end": 3, "label": "person"}]
+    predicted += [{"id": f"s{i}", "text": f"Ada met Bob {i}  .", "entities": ada} for i in range(1, 8)]
     result = cli("eval", str(gold), str(write_jsonl(tmp_path / "pred.jsonl", predicted)))
     assert result.exit_code == 1 and result.stdout == ""
     # texts are compared exactly: a doubled space is a different text
@@ -34,3 +38,65 @@ def test_predictions_on_the_gold_texts_pass(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     [d] = json.loads(result.stdout)["datasets"]
     assert (d["b2ner"]["tp"], d["b2ner"]["fn"]) == (0, 2)
+
+
+def upstream_line(dataset: str, language: str | None, gold: str, prediction: str) -> dict[str, object]:
+    instance = {"id": "0", "sentence": "s", "label": "", "instruction": "", "ground_truth": gold}
+    line: dict[str, object] = {"Task": "NER", "Dataset": dataset, "Instance": instance, "Prediction": prediction}
+    if language is not None:
+        line["Language"] = language
+    return line
+
+
+def test_upstream_grouping_by_dataset_and_language_with_overall_average(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "predict_eval_predictions.jsonl", [
+        upstream_line("mit-movie", "en", " person: a; person: b", "person: a"),  # tp 1, fn 1 -> F1 2/3
+        upstream_line("shared", "en", " person: x", "person: x"),  # F1 1
+        upstream_line("shared", "zh", " 人名: 李", "None"),  # the same name in zh: its own row, fn 1 -> F1 0
+        upstream_line("weibo", "zh", " 人名: 李明", "人名：李明；地名：北京"),  # tp 1, fp 1 -> P 1/2, R 1, F1 2/3
+        upstream_line("CAIL2022", "zh", " 罪名: 盗窃", "罪名: 盗窃"),  # F1 1, but left out of the averages
+        upstream_line("math-junior", None, " 数: 1", "None"),  # no Language: its own group, excluded dataset
+    ])  # fmt: skip
+    result = cli("eval", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    rows = {(d["name"], d["language"]): d["b2ner"]["f1"] for d in report["datasets"]}
+    assert rows == {("mit-movie", "en"): pytest.approx(2 / 3), ("shared", "en"): 1.0, ("shared", "zh"): 0.0,
+                    ("weibo", "zh"): pytest.approx(2 / 3), ("CAIL2022", "zh"): 1.0,
+                    ("math-junior", "unknown"): 0.0}  # fmt: skip
+    # en: (2/3 + 1) / 2 = 5/6; zh: (0 + 2/3) / 2 = 1/3 (CAIL2022 out); unknown: its only dataset is excluded -> 0
+    averages = report["averages"]
+    assert averages["b2ner_f1"] == {"en": pytest.approx(5 / 6), "zh": pytest.approx(1 / 3), "unknown": 0.0}
+    # overall: the mean of the four included rows (2/3 + 1 + 0 + 2/3) / 4 = 7/12, not the mean of the language
+    # averages (7/18); upstream files carry no offsets, so no strict overall
+    assert averages["overall"] == {"b2ner_f1": pytest.approx(7 / 12), "strict_f1": None}
+    assert averages["excluded_from_averages"] == ["CAIL2022", "math-junior"]
+    table = cli("eval", str(path))
+    rows_shown = [[c.strip() for c in line.split("│")[1:-1]] for line in table.stdout.splitlines() if "│" in line]
+    assert ["average", "all", "", "b2ner", "", "", "58.33", ""] in rows_shown
+    assert ["average", "unknown", "", "b2ner", "", "", "0.00", ""] in rows_shown
+
+
+def test_gold_records_without_a_language_take_their_datasets(tmp_path: Path) -> None:
+    gold = write_jsonl(tmp_path / "gold.jsonl", [
+        {"id": "1", "text": "李明去北京", "dataset": "d", "labels": ["人名"],
+         "entities": [{"start": 0, "end": 2, "label": "人名"}]},
+        {"id": "2", "text": "hello", "dataset": "d"},  # no labels, no entities: the dataset's language (zh)
+        {"id": "3", "text": "Ada", "dataset": "d", "language": "en", "labels": ["人名"]},  # given: its own row
+    ])  # fmt: skip
+    records = read_gold_jsonl(gold)
+    assert [r.language for r in records] == ["zh", "zh", "en"]
+    predicted = write_jsonl(tmp_path / "pred.jsonl", [{"id": r.id, "text": r.text, "entities": []} for r in records])
+    report = json.loads(cli("eval", str(gold), str(predicted), "--json").stdout)
+    assert [(d["name"], d["language"], d["sentences"]) for d in report["datasets"]] == [("d", "zh", 2), ("d", "en", 1)]
+    # strict overall: both rows F1 0 -> 0; b2ner: zh row misses 人名:李明 (F1 0), en row has no gold and no
+    # prediction (F1 0)
+    assert report["averages"]["overall"] == {"b2ner_f1": 0.0, "strict_f1": 0.0}
+
+
+def test_language_averages_by_hand() -> None:
+    rows = [("a", "en", 0.5), ("b", "en", 1.0), ("CAIL2022", "zh", 0.9), ("a", "zh", 0.25)]
+    # en (0.5 + 1) / 2; zh: CAIL2022 out -> 0.25; overall (0.5 + 1 + 0.25) / 3
+    assert language_averages(rows) == {"en": 0.75, "zh": 0.25}
+    assert overall_average(rows) == pytest.approx(1.75 / 3)
+    assert language_averages([("CAIL2022", "zh", 0.9)]) == {"zh": 0.0} and overall_average([]) == 0.0

@@ -158,6 +158,9 @@ def _render(report: Report, by_label: bool) -> None:
     for language, f1 in averages["b2ner_f1"].items():  # type: ignore[attr-defined]
         table.add_row("average", escape(language), "", "b2ner", "", "", _pct(f1), "", style="bold")
         table.add_row("", "", "", "strict", "", "", _pct(averages["strict_f1"].get(language)), "", style="bold")  # type: ignore[attr-defined]
+    overall: dict[str, float | None] = averages["overall"]  # type: ignore[assignment]
+    table.add_row("average", "all", "", "b2ner", "", "", _pct(overall["b2ner_f1"]), "", style="bold")
+    table.add_row("", "", "", "strict", "", "", _pct(overall["strict_f1"]), "", style="bold")
     console.print(table)
     notes = [
         f"{d.name}: {d.unmatched} predicted mentions not found in the text, "

@@ -17,6 +17,8 @@ from .b2ner_metric import answer_from_pairs
 from .records import GoldRecord, PredRecord, UpstreamRecord
 
 GoldFormat = Literal["auto", "jsonl", "b2nerd", "conll"]
+#: the language of an upstream row that names none (upstream groups those rows on their own, under "").
+UNKNOWN_LANGUAGE = "unknown"
 _BOM = "\ufeff"
 
 
@@ -88,11 +90,23 @@ def _spans(entities: Any, text: str, where: str, *, check_text: bool = True) -> 
     return tuple(spans)
 
 
-def _language(labels: tuple[str, ...] | None, spans: tuple[Entity, ...], given: Any) -> str:
-    if given in ("en", "zh"):
-        return str(given)
-    names = list(labels or ()) or [s.label for s in spans]
-    return detect_lang(names) if names else "en"
+def _given_language(given: Any) -> str:
+    """A record's own ``language`` (any non-empty string); "" when it gives none (see :func:`_settle_languages`)."""
+    return given.strip() if isinstance(given, str) else ""
+
+
+def _settle_languages(records: list[GoldRecord]) -> list[GoldRecord]:
+    """Records that name no language take their dataset's, one per dataset (so that a dataset stays one row): from
+    the dataset's label names, as the prompt picks its template, else from the script of its texts."""
+    pending: dict[str, list[GoldRecord]] = {}
+    for record in records:
+        if not record.language:
+            pending.setdefault(record.dataset, []).append(record)
+    chosen: dict[str, str] = {}
+    for name, group in pending.items():
+        names = list(dict.fromkeys(n for r in group for n in (r.labels or [e.label for e in r.entities])))
+        chosen[name] = detect_lang(names) if names else script_language("".join(r.text for r in group))
+    return [r if r.language else replace(r, language=chosen[r.dataset]) for r in records]
 
 
 def _label_names(labels: Any, where: str, field: str) -> tuple[str, ...] | None:
@@ -127,11 +141,11 @@ def read_gold_jsonl(path: Path, dataset: str | None = None) -> list[GoldRecord]:
                 entities=spans,
                 labels=label_names,
                 dataset=str(record.get("dataset") or dataset or path.stem),
-                language=_language(label_names, spans, record.get("language")),
+                language=_given_language(record.get("language")),
                 source=where,
             )
         )
-    return records
+    return _settle_languages(records)
 
 
 def read_b2nerd(path: Path, dataset: str | None = None) -> list[GoldRecord]:
@@ -142,7 +156,9 @@ def read_b2nerd(path: Path, dataset: str | None = None) -> list[GoldRecord]:
             raise InputError(f"{path} holds no B2NERD test.json files.", "Point at a split file or a B2NERD folder.")
         return [record for file in files for record in read_b2nerd(file)]
     name = dataset or path.parent.name
-    language = "zh" if path.parent.parent.name.endswith("_zh") else None
+    # upstream picks the language per B2NERD folder: zh for NER_zh, en for NER_en and NER_en_other
+    folder = path.parent.parent.name
+    language = ("zh" if folder.endswith("_zh") else "en") if folder.startswith("NER_") else ""
     labels = _b2nerd_labels(path.parent / "labels.json")
     try:
         items = json.loads(path.read_text(encoding="utf-8-sig"))
@@ -179,11 +195,11 @@ def read_b2nerd(path: Path, dataset: str | None = None) -> list[GoldRecord]:
                 entities=checked,
                 labels=own,
                 dataset=name,
-                language=language or _language(own, checked, None),
+                language=language,
                 source=where,
             )
         )
-    return records
+    return _settle_languages(records)
 
 
 _ENTITY_SHAPE = '{"name": "Obama", "type": "person", "pos": [0, 5]}'
@@ -333,7 +349,8 @@ def read_upstream(path: Path) -> list[UpstreamRecord]:
             UpstreamRecord(
                 id=str(instance.get("id", where)),
                 dataset=str(record.get("Dataset", path.stem)),
-                language=str(record.get("Language", "en")),
+                # upstream files a row without "Language" under the language "" (its own group): "unknown" here
+                language=str(record.get("Language") or UNKNOWN_LANGUAGE),
                 sentence=str(instance.get("sentence", "")),
                 gold_answer=gold,
                 predicted_answer=prediction,

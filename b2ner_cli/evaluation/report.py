@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 from ..records import Entity
-from .b2ner_metric import EXCLUDED_FROM_AVERAGE, Counts, language_averages, normalize, score_sentence
+from .b2ner_metric import (
+    EXCLUDED_FROM_AVERAGE,
+    Counts,
+    language_averages,
+    normalize,
+    overall_average,
+    score_sentence,
+)
 from .records import GoldRecord, PredRecord, UpstreamRecord, label_sets
 
 
@@ -63,11 +70,13 @@ class Report:
     meta: dict[str, object] = field(default_factory=dict)
 
     def averages(self) -> dict[str, object]:
-        b2ner = language_averages({d.name: (d.language, d.b2ner.f1) for d in self.datasets})
-        strict = language_averages({d.name: (d.language, d.strict.f1) for d in self.datasets if d.strict is not None})
+        """Per language and overall, as upstream: unweighted means over (dataset, language) rows, exclusions out."""
+        b2ner = [(d.name, d.language, d.b2ner.f1) for d in self.datasets]
+        strict = [(d.name, d.language, d.strict.f1) for d in self.datasets if d.strict is not None]
         return {
-            "b2ner_f1": b2ner,
-            "strict_f1": strict,
+            "b2ner_f1": language_averages(b2ner),
+            "strict_f1": language_averages(strict),
+            "overall": {"b2ner_f1": overall_average(b2ner), "strict_f1": overall_average(strict) if strict else None},
             "excluded_from_averages": sorted(n for n in EXCLUDED_FROM_AVERAGE if n in {d.name for d in self.datasets}),
         }
 
@@ -129,12 +138,13 @@ def evaluate(
     """Both metrics for every dataset in ``gold`` (predictions matched by id)."""
     check_ids(gold, predictions)
     check_texts(gold, predictions)
-    datasets: dict[str, DatasetReport] = {}
+    datasets: dict[tuple[str, str], DatasetReport] = {}
     allowed_by_id = label_sets(gold)
     errors: list[dict[str, object]] = []
     for record in gold:
         predicted = predictions[record.id]
-        report = datasets.setdefault(record.dataset, DatasetReport(record.dataset, record.language))
+        key = (record.dataset, record.language)  # upstream's rows: a dataset in two languages is two rows
+        report = datasets.setdefault(key, DatasetReport(record.dataset, record.language))
         report.sentences += 1
         sentence = score_sentence(record.answer(), predicted.answer)
         report.b2ner.add(sentence.counts)
@@ -172,10 +182,11 @@ def _spans(text: str, items: set[tuple[int, int, str]]) -> list[dict[str, object
 
 def evaluate_upstream(records: Sequence[UpstreamRecord], *, bootstrap: int = 0, seed: int = 0) -> Report:
     """The b2ner metric on an upstream predictions file (it has no offsets, so no strict scores)."""
-    datasets: dict[str, DatasetReport] = {}
+    datasets: dict[tuple[str, str], DatasetReport] = {}
     errors: list[dict[str, object]] = []
     for record in records:
-        report = datasets.setdefault(record.dataset, DatasetReport(record.dataset, record.language, strict=None))
+        key = (record.dataset, record.language)
+        report = datasets.setdefault(key, DatasetReport(record.dataset, record.language, strict=None))
         report.sentences += 1
         sentence = score_sentence(record.gold_answer, record.predicted_answer)
         report.b2ner.add(sentence.counts)
