@@ -100,3 +100,36 @@ def test_language_averages_by_hand() -> None:
     assert language_averages(rows) == {"en": 0.75, "zh": 0.25}
     assert overall_average(rows) == pytest.approx(1.75 / 3)
     assert language_averages([("CAIL2022", "zh", 0.9)]) == {"zh": 0.0} and overall_average([]) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("raws", "source", "counts", "note"),
+    [
+        ([" person: Ada", " person: Ada"], "raw answers", (2, 0), None),
+        ([None, None], "grounded entities", (0, 2), "b2ner: 2 of 2 predictions carry no raw answer"),
+        ([" person: Ada", None], "mixed", (1, 1), "b2ner: 1 of 2 predictions carry no raw answer"),
+    ],
+)
+def test_report_says_whether_b2ner_scored_raw_answers(
+    tmp_path: Path, raws: list[str | None], source: str, counts: tuple[int, int], note: str | None
+) -> None:
+    gold = write_jsonl(tmp_path / "gold.jsonl", gold_lines(2))
+    predicted = []
+    for i, raw in enumerate(raws):
+        line: dict[str, object] = {"id": f"s{i}", "text": f"Ada met Bob {i} .",
+                                   "entities": [{"start": 0, "end": 3, "label": "person"}]}  # fmt: skip
+        if raw is not None:
+            line["raw"] = raw
+        predicted.append(line)
+    pred = write_jsonl(tmp_path / "pred.jsonl", predicted)
+    meta = json.loads(cli("eval", str(gold), str(pred), "--json").stdout)["meta"]
+    assert meta["b2ner_from"] == source
+    assert meta["b2ner_from_counts"] == {"raw answers": counts[0], "grounded entities": counts[1]}
+    lines = cli("eval", str(gold), str(pred)).stdout.splitlines()
+    notes = [line for line in lines if line.startswith("b2ner: ")]
+    assert [n.split(" (")[0] for n in notes] == ([note] if note else [])
+
+
+def test_upstream_files_are_raw_answers(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "predict_eval_predictions.jsonl", [upstream_line("d", "en", " a: b", "a: b")])
+    assert json.loads(cli("eval", str(path), "--json").stdout)["meta"]["b2ner_from"] == "raw answers"

@@ -168,8 +168,16 @@ def _render(report: Report, by_label: bool) -> None:
         for d in report.datasets
         if d.unmatched or d.unknown_labels
     ]
+    sources: dict[str, int] = report.meta.get("b2ner_from_counts") or {}  # type: ignore[assignment]
+    grounded = sources.get("grounded entities", 0)
+    if grounded:
+        total = grounded + sources.get("raw answers", 0)
+        notes.append(
+            f"b2ner: {grounded} of {total} predictions carry no raw answer (`b2ner extract --keep-raw` keeps it); "
+            "their b2ner scores come from the grounded entities, which can differ from the answer upstream scores."
+        )
     for note in notes:
-        console.print(note, markup=False)
+        console.print(note, markup=False, soft_wrap=True)  # one line each, whatever the terminal's width
     if by_label:
         for d in report.datasets:
             if not d.labels:

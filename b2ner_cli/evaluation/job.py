@@ -80,5 +80,5 @@ def run_eval(spec: EvalSpec, events: Events | None = None) -> Report:
         report = evaluate(records, predicted, bootstrap=spec.bootstrap, seed=spec.seed)
     if spec.bootstrap:
         meta.update(bootstrap=spec.bootstrap, seed=spec.seed)
-    report.meta = meta
+    report.meta = {**meta, **report.meta}
     return report

@@ -45,7 +45,13 @@ class _Collect:
             pairs = [(e.label, e.text) for e in record.entities] + [(u.label, u.text) for u in record.unmatched]
             answer = answer_from_pairs(dict.fromkeys(pairs))
         self.predictions[record.id] = PredRecord(
-            record.id, tuple(record.entities), answer, len(record.unmatched), self._source, record.text
+            record.id,
+            tuple(record.entities),
+            answer,
+            len(record.unmatched),
+            self._source,
+            record.text,
+            record.raw is not None,
         )
         self.count += 1
 

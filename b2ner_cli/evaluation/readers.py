@@ -330,7 +330,7 @@ def read_predictions(path: Path) -> dict[str, PredRecord]:
         key = str(record["id"])
         if key in predictions:
             raise InputError(f'{where}: id "{key}" appears twice.', "Ids must be unique.")
-        predictions[key] = PredRecord(key, spans, answer, len(unmatched), where, record["text"])
+        predictions[key] = PredRecord(key, spans, answer, len(unmatched), where, record["text"], isinstance(raw, str))
     return predictions
 
 

@@ -173,7 +173,18 @@ def evaluate(
         for report in reports:
             report.b2ner_ci = confidence_interval(report._b2ner_sentences, bootstrap, seed)
             report.strict_ci = confidence_interval(report._strict_sentences, bootstrap, seed)
-    return Report(reports, errors)
+    raw = sum(1 for record in gold if predictions[record.id].raw)
+    return Report(reports, errors, b2ner_sources(raw, len(gold) - raw))
+
+
+RAW, GROUNDED = "raw answers", "grounded entities"
+
+
+def b2ner_sources(raw: int, grounded: int) -> dict[str, object]:
+    """What the b2ner metric scored: the model's raw answers (as upstream), or answers rebuilt from the grounded
+    entities (extract without --keep-raw), or a mix; with both counts."""
+    source = "mixed" if raw and grounded else GROUNDED if grounded else RAW
+    return {"b2ner_from": source, "b2ner_from_counts": {RAW: raw, GROUNDED: grounded}}
 
 
 def _spans(text: str, items: set[tuple[int, int, str]]) -> list[dict[str, object]]:
@@ -201,7 +212,7 @@ def evaluate_upstream(records: Sequence[UpstreamRecord], *, bootstrap: int = 0, 
     if bootstrap:
         for report in reports:
             report.b2ner_ci = confidence_interval(report._b2ner_sentences, bootstrap, seed)
-    return Report(reports, errors)
+    return Report(reports, errors, b2ner_sources(len(records), 0))  # upstream's Prediction is the raw answer
 
 
 def confidence_interval(sentences: Sequence[Counts], rounds: int, seed: int) -> tuple[float, float]:
