@@ -133,3 +133,78 @@ def test_report_says_whether_b2ner_scored_raw_answers(
 def test_upstream_files_are_raw_answers(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "predict_eval_predictions.jsonl", [upstream_line("d", "en", " a: b", "a: b")])
     assert json.loads(cli("eval", str(path), "--json").stdout)["meta"]["b2ner_from"] == "raw answers"
+
+
+GOLD_CONLL = (
+    "Ada B-person\nmet O\nBob B-person\nin O\nParis B-location\n. O\n\n"
+    "李 B-person\n明 I-person\n在 O\nParis B-location\n"
+)
+
+
+def test_extract_on_conll_then_eval_matches_ids_and_texts(tmp_path: Path, fake_model: str) -> None:
+    gold = tmp_path / "gold.conll"
+    gold.write_text(GOLD_CONLL, encoding="utf-8")
+    pred = tmp_path / "pred.jsonl"
+    extracted = cli("extract", str(gold), "-m", fake_model, "-l", "person,location", "-o", str(pred), "-q")
+    assert extracted.exit_code == 0, extracted.output
+    lines = [json.loads(line) for line in pred.read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r["text"]) for r in lines] == [
+        (f"{gold}:1", "Ada met Bob in Paris ."),
+        (f"{gold}:2", "李明在Paris"),
+    ]
+    report = json.loads(cli("eval", str(gold), str(pred), "--json").stdout)
+    [d] = report["datasets"]
+    # the fake finds Ada (person) and Paris (location) twice; gold also has Bob and 李明: tp 3, fp 0, fn 2
+    # -> P 1, R 3/5, F1 2 * 3/5 / (8/5) = 3/4, under both metrics (no raw answers: from the entities)
+    assert (d["strict"]["tp"], d["strict"]["fp"], d["strict"]["fn"]) == (3, 0, 2)
+    assert d["b2ner"]["f1"] == pytest.approx(0.75) and d["strict"]["f1"] == pytest.approx(0.75)
+    assert report["meta"]["b2ner_from"] == "grounded entities"
+
+
+def test_conll_predictions_are_matched_by_order_and_checked_by_text(tmp_path: Path) -> None:
+    gold = tmp_path / "gold.conll"
+    gold.write_text(GOLD_CONLL, encoding="utf-8")
+    pred = tmp_path / "pred.bio"  # Bob missed, 明 alone tagged in sentence 2
+    missed = GOLD_CONLL.replace("Bob B-person", "Bob O")
+    pred.write_text(missed.replace("李 B-person\n明 I-person", "李 O\n明 B-person"), encoding="utf-8")
+    report = json.loads(cli("eval", str(gold), str(pred), "--json").stdout)
+    [d] = report["datasets"]
+    # gold: Ada, Bob, Paris | 李明, Paris; predicted: Ada, Paris | 明, Paris -> tp 3, fp 1 (明), fn 2 (Bob, 李明)
+    assert (d["strict"]["tp"], d["strict"]["fp"], d["strict"]["fn"]) == (3, 1, 2)
+    assert d["b2ner"]["f1"] == pytest.approx(2 * (3 / 4) * (3 / 5) / (3 / 4 + 3 / 5))
+    other = tmp_path / "other.conll"
+    other.write_text(GOLD_CONLL.replace("Bob", "Rob"), encoding="utf-8")
+    refused = cli("eval", str(gold), str(other))
+    assert refused.exit_code == 1 and "1 predictions were made on a text that is not the gold text" in refused.stderr
+    short = tmp_path / "short.conll"
+    short.write_text("Ada B-person\n", encoding="utf-8")
+    refused = cli("eval", str(gold), str(short))
+    assert refused.exit_code == 1 and "holds 1 sentences but the gold data 2 records" in refused.stderr
+
+
+def test_eval_model_map_labels_prompts_canonical_names_and_scores_gold_tags(tmp_path: Path, fake_model: str) -> None:
+    gold = tmp_path / "gold.bio"
+    gold.write_text("Ada B-PER\nvisited O\nParis B-LOC\n", encoding="utf-8")
+    out = tmp_path / "pred.jsonl"
+    plain = cli("eval", str(gold), "-m", fake_model, "--predictions-out", str(out), "--json", "-q")
+    # prompted with PER and LOC, the fake (which knows person and location) finds nothing: F1 0
+    assert json.loads(plain.stdout)["datasets"][0]["strict"]["f1"] == 0.0
+    out.unlink()
+    Path(f"{out}.meta.json").unlink()
+    mapped = cli("eval", str(gold), "-m", fake_model, "--map-labels", "--predictions-out", str(out), "--json")
+    assert mapped.exit_code == 0, mapped.output
+    assert "prompting with canonical names (PER -> person, LOC -> location)" in mapped.stderr
+    [d] = json.loads(mapped.stdout)["datasets"]
+    assert d["strict"]["f1"] == 1.0 and d["b2ner"]["f1"] == 1.0  # Ada 0-3 PER, Paris 12-17 LOC
+    [line] = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [e["label"] for e in line["entities"]] == ["PER", "LOC"]
+    refused = cli("eval", str(gold), str(out), "--map-labels")
+    assert refused.exit_code == 2 and "--map-labels applies when eval runs a model" in refused.stderr
+
+
+def test_relabel_answer_maps_labels_back() -> None:
+    from b2ner_cli.evaluation.predict import relabel_answer
+
+    back = {"person": "PER", "location": "LOC"}
+    assert relabel_answer(" Person: Ada; location: Paris; city: Rome", back) == " PER: Ada; LOC: Paris; city: Rome"
+    assert relabel_answer(" None", back) == " None" and relabel_answer(None, back) is None

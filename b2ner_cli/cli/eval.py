@@ -38,6 +38,8 @@ EPILOG = """[bold]Examples[/]
   b2ner eval data/NER_en/mit-movie/test.json -m b2ner-7b --predictions-out mit-movie.predictions.jsonl
 
   b2ner eval gold.conll predictions.jsonl --by-label --bootstrap 1000 -o scores.json
+
+  b2ner eval test.bio -m b2ner-7b --map-labels   # PER/LOC prompted as person/location, scored as PER/LOC
 """
 
 
@@ -67,7 +69,11 @@ def eval_(
         ),
     ],
     predictions: Annotated[
-        Path | None, typer.Argument(help="Predictions: the JSONL that `b2ner extract` writes (matched by id).")
+        Path | None,
+        typer.Argument(
+            help="Predictions: the JSONL that `b2ner extract` writes (matched by id; texts must equal the gold's), "
+            "or CoNLL columns (.conll/.bio/.bmes/.iob, matched by sentence order)."
+        ),
     ] = None,
     gold_format: Annotated[
         GoldFormat, typer.Option("--gold-format", help="Format of the gold file.")
@@ -80,6 +86,14 @@ def eval_(
     ] = None,
     model: ModelOption = None,
     adapter: AdapterOption = None,
+    map_labels: Annotated[
+        bool,
+        typer.Option(
+            "--map-labels",
+            help="With -m: prompt with canonical names for raw gold tags (PER, B-ORG) and map the predictions "
+            "(raw answers included) back to the gold's tags before scoring.",
+        ),
+    ] = False,
     offline: OfflineOption = False,
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     predictions_out: Annotated[
@@ -116,6 +130,7 @@ def eval_(
         dataset=dataset,
         model=ModelSpec(model, adapter, offline=offline) if run_model else None,
         predictions_out=predictions_out,
+        map_labels=map_labels,
         settings=ExtractSettings(batch_size=batch_size),
         bootstrap=bootstrap,
         seed=seed,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import InputError
 from ..io.conll import ConllSentence, conll_sentences, join_tokens, script_language
+from ..io.readers import b2nerd_dataset
 from ..io.unicode import check_unicode
 from ..prompts import detect_lang
 from ..records import Entity
@@ -155,7 +156,7 @@ def read_b2nerd(path: Path, dataset: str | None = None) -> list[GoldRecord]:
         if not files:
             raise InputError(f"{path} holds no B2NERD test.json files.", "Point at a split file or a B2NERD folder.")
         return [record for file in files for record in read_b2nerd(file)]
-    name = dataset or path.parent.name
+    name = dataset or b2nerd_dataset(path)
     # upstream picks the language per B2NERD folder: zh for NER_zh, en for NER_en and NER_en_other
     folder = path.parent.parent.name
     language = ("zh" if folder.endswith("_zh") else "en") if folder.startswith("NER_") else ""
@@ -332,6 +333,21 @@ def read_predictions(path: Path) -> dict[str, PredRecord]:
             raise InputError(f'{where}: id "{key}" appears twice.', "Ids must be unique.")
         predictions[key] = PredRecord(key, spans, answer, len(unmatched), where, record["text"], isinstance(raw, str))
     return predictions
+
+
+def read_conll_predictions(path: Path, gold: Sequence[GoldRecord]) -> dict[str, PredRecord]:
+    """Predictions as CoNLL columns (a tagger's output, say): no ids, so the N-th sentence is the N-th gold record's
+    prediction (its text is checked against the gold text by :func:`~.report.evaluate`)."""
+    sentences = read_conll(path)
+    if len(sentences) != len(gold):
+        raise InputError(
+            f"{path} holds {len(sentences)} sentences but the gold data {len(gold)} records.",
+            "CoNLL predictions are matched to the gold records by order: give one sentence per gold record.",
+        )
+    return {
+        record.id: PredRecord(record.id, predicted.entities, predicted.answer(), 0, predicted.source, predicted.text)
+        for record, predicted in zip(gold, sentences, strict=True)
+    }
 
 
 def read_upstream(path: Path) -> list[UpstreamRecord]:
