@@ -7,7 +7,7 @@ import itertools
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -259,9 +259,7 @@ def _json_documents(content: str, name: str, options: ReadOptions) -> Iterator[D
         if not isinstance(item, dict):
             raise InputError(f"{where}: expected a JSON object, found {type(item).__name__}.")
         b2nerd = options.text_field == "text" and "text" not in item and isinstance(item.get("sentence"), str)
-        record = {**item, "text": item["sentence"]} if b2nerd else item
-        if b2nerd and options.id_field not in item:
-            record[options.id_field] = f"{dataset}:{index}"
-        elif options.id_field not in item:
-            record[options.id_field] = f"{name}:{index + 1}"
-        yield _record_document(record, where, f"{name}:{index + 1}", options)
+        if b2nerd:
+            yield _record_document(item, where, f"{dataset}:{index}", replace(options, text_field="sentence"))
+        else:
+            yield _record_document(item, where, f"{name}:{index + 1}", options)
