@@ -36,13 +36,11 @@ from .render import RunView
 
 EPILOG = """[bold]Examples[/]
 
-  b2ner eval gold.jsonl predictions.jsonl
-
-  b2ner eval predict_eval_predictions.jsonl --json
+  b2ner eval gold.jsonl predictions.jsonl --by-label -o scores.json
 
   b2ner eval data/NER_en/mit-movie/test.json -m b2ner-7b --predictions-out mit-movie.predictions.jsonl
 
-  b2ner eval gold.conll predictions.jsonl --by-label --bootstrap 1000 -o scores.json
+  b2ner eval test.bio -m b2ner-7b --map-labels   # PER/LOC prompted as person/location, scored as PER/LOC
 
   b2ner eval dev.jsonl -m ./my-tagger --cascade b2ner-7b --sweep-threshold 0:1:0.1   # pick the cascade threshold
 """
@@ -74,7 +72,11 @@ def eval_(
         ),
     ],
     predictions: Annotated[
-        Path | None, typer.Argument(help="Predictions: the JSONL that `b2ner extract` writes (matched by id).")
+        Path | None,
+        typer.Argument(
+            help="Predictions: the JSONL that `b2ner extract` writes (matched by id; texts must equal the gold's), "
+            "or CoNLL columns (.conll/.bio/.bmes/.iob, matched by sentence order)."
+        ),
     ] = None,
     gold_format: Annotated[
         GoldFormat, typer.Option("--gold-format", help="Format of the gold file.")
@@ -87,6 +89,14 @@ def eval_(
     ] = None,
     model: ModelOption = None,
     adapter: AdapterOption = None,
+    map_labels: Annotated[
+        bool,
+        typer.Option(
+            "--map-labels",
+            help="With -m: prompt with canonical names for raw gold tags (PER, B-ORG) and map the predictions "
+            "(raw answers included) back to the gold's tags before scoring.",
+        ),
+    ] = False,
     offline: OfflineOption = False,
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     predictions_out: Annotated[
@@ -164,6 +174,7 @@ def eval_(
         dataset=dataset,
         model=model_spec if run_model else None,
         predictions_out=predictions_out,
+        map_labels=map_labels,
         settings=settings,
         bootstrap=bootstrap,
         seed=seed,
@@ -265,6 +276,9 @@ def _render(report: Report, by_label: bool) -> None:
     for language, f1 in averages["b2ner_f1"].items():  # type: ignore[attr-defined]
         table.add_row("average", escape(language), "", "b2ner", "", "", _pct(f1), "", style="bold")
         table.add_row("", "", "", "strict", "", "", _pct(averages["strict_f1"].get(language)), "", style="bold")  # type: ignore[attr-defined]
+    overall: dict[str, float | None] = averages["overall"]  # type: ignore[assignment]
+    table.add_row("average", "all", "", "b2ner", "", "", _pct(overall["b2ner_f1"]), "", style="bold")
+    table.add_row("", "", "", "strict", "", "", _pct(overall["strict_f1"]), "", style="bold")
     console.print(table)
     notes = [
         f"{d.name}: {d.unmatched} predicted mentions not found in the text, "
@@ -272,8 +286,16 @@ def _render(report: Report, by_label: bool) -> None:
         for d in report.datasets
         if d.unmatched or d.unknown_labels
     ]
+    sources: dict[str, int] = report.meta.get("b2ner_from_counts") or {}  # type: ignore[assignment]
+    grounded = sources.get("grounded entities", 0)
+    if grounded:
+        total = grounded + sources.get("raw answers", 0)
+        notes.append(
+            f"b2ner: {grounded} of {total} predictions carry no raw answer (`b2ner extract --keep-raw` keeps it); "
+            "their b2ner scores come from the grounded entities, which can differ from the answer upstream scores."
+        )
     for note in notes:
-        console.print(note, markup=False)
+        console.print(note, markup=False, soft_wrap=True)  # one line each, whatever the terminal's width
     if by_label:
         for d in report.datasets:
             if not d.labels:

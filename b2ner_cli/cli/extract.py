@@ -75,6 +75,8 @@ class InputFormat(str, Enum):
     auto = "auto"
     txt = "txt"
     jsonl = "jsonl"
+    json = "json"
+    conll = "conll"
 
 
 EPILOG = """[bold]Examples[/]
@@ -87,6 +89,8 @@ EPILOG = """[bold]Examples[/]
 
   b2ner extract examples/en.txt -l "person,location" --dry-run
 
+  b2ner extract test.conll --labels-from-dataset conll2003 -o test.predictions.jsonl   # then: b2ner eval test.conll ...
+
   b2ner extract notes.txt -m ./my-tagger --uncertainty entropy -o notes.jsonl   # a tagger from finetune --head
 
   b2ner extract notes.txt -m ./my-tagger --cascade b2ner-7b --threshold 0.4 -o notes.jsonl   # LinkNER cascade
@@ -95,7 +99,13 @@ EPILOG = """[bold]Examples[/]
 
 @boundary
 def extract(
-    inputs: Annotated[list[str], typer.Argument(help="Text (.txt) or JSONL (.jsonl) files; - reads stdin.")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Text (.txt: a document per line), JSONL (.jsonl), JSON arrays (.json, B2NERD split files included) "
+            "or CoNLL columns (.conll/.bio/.bmes/.iob: a document per sentence); - reads stdin."
+        ),
+    ],
     labels: LabelsOption = None,
     labels_file: LabelsFileOption = None,
     labels_from_dataset: Annotated[
@@ -134,9 +144,15 @@ def extract(
     ] = False,
     input_format: Annotated[
         InputFormat,
-        typer.Option("--input-format", help="auto: by suffix (.jsonl/.ndjson), stdin by its first line."),
+        typer.Option(
+            "--input-format",
+            help="auto: by suffix (.jsonl/.ndjson, .json, .conll/.bio/.bmes/.iob, else text), stdin by its first "
+            "line; json: one array of objects; conll: token-per-line columns.",
+        ),
     ] = InputFormat.auto,
-    text_field: Annotated[str, typer.Option("--text-field", help="JSONL field holding the text.")] = "text",
+    text_field: Annotated[
+        str, typer.Option("--text-field", help="JSONL/JSON field holding the text (B2NERD's sentence is read too).")
+    ] = "text",
     id_field: Annotated[str, typer.Option("--id-field", help="JSONL field holding the id.")] = "id",
     labels_field: Annotated[
         str, typer.Option("--labels-field", help="JSONL field holding per-record labels.")

@@ -1,14 +1,15 @@
 """The upstream B2NER metric, exactly: normalised ``label:mention`` strings compared as sets.
 
 Each answer string is normalised, split into pieces on ``;``, each piece normalised again, pieces without ``:``
-dropped, and the rest compared as a set. Counts are per sentence, summed per dataset (micro); a language's
-average is the unweighted mean of its datasets' F1, leaving out ``math-junior`` and ``CAIL2022`` as upstream did.
+dropped, and the rest compared as a set. Counts are per sentence, summed per (dataset, language) row (micro); a
+language's average is the unweighted mean of its rows' F1 and the overall average the mean of all rows, leaving
+out ``math-junior`` and ``CAIL2022`` as upstream did.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 #: datasets upstream leaves out of the per-language averages.
@@ -95,13 +96,26 @@ def score_sentence(gold_answer: str, predicted_answer: str) -> SentenceScore:
     return SentenceScore(frozenset(gold & predicted), frozenset(predicted - gold), frozenset(gold - predicted))
 
 
-def language_averages(f1_by_dataset: Mapping[str, tuple[str, float]]) -> dict[str, float]:
-    """Unweighted mean F1 per language over datasets (name -> (language, f1)), upstream's exclusions applied."""
+def language_averages(rows: Iterable[tuple[str, str, float]]) -> dict[str, float]:
+    """Unweighted mean F1 per language over its datasets (rows of (dataset, language, f1)), as upstream's scorer.
+
+    Upstream groups its rows by (task, language), so a dataset scored in two languages counts in both; the datasets
+    in ``EXCLUDED_FROM_AVERAGE`` are left out, and a language left with no dataset averages to 0, as upstream
+    reports it.
+    """
     by_language: dict[str, list[float]] = {}
-    for name, (language, f1) in f1_by_dataset.items():
+    for name, language, f1 in rows:
+        scores = by_language.setdefault(language, [])
         if name not in EXCLUDED_FROM_AVERAGE:
-            by_language.setdefault(language, []).append(f1)
-    return {language: sum(values) / len(values) for language, values in sorted(by_language.items())}
+            scores.append(f1)
+    return {language: sum(values) / len(values) if values else 0.0 for language, values in sorted(by_language.items())}
+
+
+def overall_average(rows: Iterable[tuple[str, str, float]]) -> float:
+    """Upstream's overall ``Average``: the unweighted mean F1 over every included (dataset, language) row, all
+    languages together (not the mean of the language averages); 0 when there is none."""
+    scores = [f1 for name, _, f1 in rows if name not in EXCLUDED_FROM_AVERAGE]
+    return sum(scores) / len(scores) if scores else 0.0
 
 
 def answer_from_pairs(pairs: Iterable[tuple[str, str]]) -> str:

@@ -7,11 +7,19 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import UsageError
+from ..io.conll import CONLL_SUFFIXES
 from ..io.output import check_outputs
 from ..models.spec import ModelSpec
 from ..runs.run import Events
 from ..runs.settings import ExtractSettings
-from .readers import GoldFormat, is_upstream_predictions, read_gold, read_predictions, read_upstream
+from .readers import (
+    GoldFormat,
+    is_upstream_predictions,
+    read_conll_predictions,
+    read_gold,
+    read_predictions,
+    read_upstream,
+)
 from .report import Report, evaluate, evaluate_upstream
 
 METRICS = {
@@ -32,6 +40,8 @@ class EvalSpec:
     #: where ``model``'s predictions are written (default: GOLD.predictions.jsonl in the working directory).
     predictions_out: Path | None = None
     settings: ExtractSettings = field(default_factory=ExtractSettings)
+    #: with ``model``: prompt with canonical names for raw tags (PER, B-ORG) and map the predictions back.
+    map_labels: bool = False
     bootstrap: int = 0
     seed: int = 0
     quiet: bool = False
@@ -54,6 +64,9 @@ def run_eval(spec: EvalSpec, events: Events | None = None) -> Report:
     predictions_meta = Path(f"{target}.meta.json") if target is not None else None
     outputs = {"--predictions-out": target, "(its metadata)": predictions_meta, **dict(spec.outputs)}
     check_outputs(outputs, [p for p in (gold, spec.predictions) if p is not None])
+    if spec.map_labels and (spec.model is None or spec.predictions is not None):
+        raise UsageError("--map-labels applies when eval runs a model (-m) on the gold texts.",
+                         "Drop --map-labels, or give -m MODEL instead of a predictions file.")  # fmt: skip
     if gold.suffix in (".jsonl", ".ndjson") and gold.is_file() and is_upstream_predictions(gold):
         if spec.predictions is not None:
             raise UsageError(
@@ -69,13 +82,22 @@ def run_eval(spec: EvalSpec, events: Events | None = None) -> Report:
     else:
         records = read_gold(gold, spec.gold_format, spec.dataset)
         if spec.predictions is not None:  # a predictions file wins over --model (which B2NER_MODEL may set)
-            predicted = read_predictions(spec.predictions)
+            if spec.predictions.suffix.lower() in CONLL_SUFFIXES:
+                predicted = read_conll_predictions(spec.predictions, records)
+            else:
+                predicted = read_predictions(spec.predictions)
             meta["predictions"] = str(spec.predictions)
         elif spec.model is not None and target is not None:
             from .predict import predict_gold
 
             predicted = predict_gold(
-                records, spec.model, settings=spec.settings, output=target, events=events, quiet=spec.quiet
+                records,
+                spec.model,
+                settings=spec.settings,
+                output=target,
+                events=events,
+                quiet=spec.quiet,
+                map_labels=spec.map_labels,
             )
             meta["predictions"] = str(target)
         else:
@@ -90,5 +112,5 @@ def run_eval(spec: EvalSpec, events: Events | None = None) -> Report:
             report.sweep = score_sweep(records, predicted, spec.sweep_scores)
     if spec.bootstrap:
         meta.update(bootstrap=spec.bootstrap, seed=spec.seed)
-    report.meta = meta
+    report.meta = {**meta, **report.meta}
     return report

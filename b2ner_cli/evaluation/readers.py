@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import InputError
+from ..io.conll import ConllSentence, conll_sentences, join_tokens, script_language
+from ..io.readers import b2nerd_dataset
 from ..io.unicode import check_unicode
 from ..prompts import detect_lang
 from ..records import Entity
@@ -15,6 +18,8 @@ from .b2ner_metric import answer_from_pairs
 from .records import GoldRecord, PredRecord, UpstreamRecord
 
 GoldFormat = Literal["auto", "jsonl", "b2nerd", "conll"]
+#: the language of an upstream row that names none (upstream groups those rows on their own, under "").
+UNKNOWN_LANGUAGE = "unknown"
 _BOM = "\ufeff"
 
 
@@ -89,11 +94,23 @@ def _spans(entities: Any, text: str, where: str, *, check_text: bool = True) -> 
     return tuple(spans)
 
 
-def _language(labels: tuple[str, ...] | None, spans: tuple[Entity, ...], given: Any) -> str:
-    if given in ("en", "zh"):
-        return str(given)
-    names = list(labels or ()) or [s.label for s in spans]
-    return detect_lang(names) if names else "en"
+def _given_language(given: Any) -> str:
+    """A record's own ``language`` (any non-empty string); "" when it gives none (see :func:`_settle_languages`)."""
+    return given.strip() if isinstance(given, str) else ""
+
+
+def _settle_languages(records: list[GoldRecord]) -> list[GoldRecord]:
+    """Records that name no language take their dataset's, one per dataset (so that a dataset stays one row): from
+    the dataset's label names, as the prompt picks its template, else from the script of its texts."""
+    pending: dict[str, list[GoldRecord]] = {}
+    for record in records:
+        if not record.language:
+            pending.setdefault(record.dataset, []).append(record)
+    chosen: dict[str, str] = {}
+    for name, group in pending.items():
+        names = list(dict.fromkeys(n for r in group for n in (r.labels or [e.label for e in r.entities])))
+        chosen[name] = detect_lang(names) if names else script_language("".join(r.text for r in group))
+    return [r if r.language else replace(r, language=chosen[r.dataset]) for r in records]
 
 
 def _label_names(labels: Any, where: str, field: str) -> tuple[str, ...] | None:
@@ -128,11 +145,11 @@ def read_gold_jsonl(path: Path, dataset: str | None = None) -> list[GoldRecord]:
                 entities=spans,
                 labels=label_names,
                 dataset=str(record.get("dataset") or dataset or path.stem),
-                language=_language(label_names, spans, record.get("language")),
+                language=_given_language(record.get("language")),
                 source=where,
             )
         )
-    return records
+    return _settle_languages(records)
 
 
 def read_b2nerd(path: Path, dataset: str | None = None) -> list[GoldRecord]:
@@ -142,8 +159,10 @@ def read_b2nerd(path: Path, dataset: str | None = None) -> list[GoldRecord]:
         if not files:
             raise InputError(f"{path} holds no B2NERD test.json files.", "Point at a split file or a B2NERD folder.")
         return [record for file in files for record in read_b2nerd(file)]
-    name = dataset or path.parent.name
-    language = "zh" if path.parent.parent.name.endswith("_zh") else None
+    name = dataset or b2nerd_dataset(path)
+    # upstream picks the language per B2NERD folder: zh for NER_zh, en for NER_en and NER_en_other
+    folder = path.parent.parent.name
+    language = ("zh" if folder.endswith("_zh") else "en") if folder.startswith("NER_") else ""
     labels = _b2nerd_labels(path.parent / "labels.json")
     try:
         items = json.loads(path.read_text(encoding="utf-8-sig"))
@@ -180,11 +199,11 @@ def read_b2nerd(path: Path, dataset: str | None = None) -> list[GoldRecord]:
                 entities=checked,
                 labels=own,
                 dataset=name,
-                language=language or _language(own, checked, None),
+                language=language,
                 source=where,
             )
         )
-    return records
+    return _settle_languages(records)
 
 
 _ENTITY_SHAPE = '{"name": "Obama", "type": "person", "pos": [0, 5]}'
@@ -225,36 +244,23 @@ def _b2nerd_labels(path: Path) -> tuple[str, ...] | None:
 def read_conll(path: Path, dataset: str | None = None) -> list[GoldRecord]:
     """Token-per-line columns (token first, tag last), sentences split by blank lines; BIO, IOBES or BMES tags.
 
-    The text joins tokens with spaces, or with nothing when every token is a single CJK character.
+    Tokens are joined as the sentence was written (:func:`b2ner_cli.io.conll.join_tokens`: no spaces next to CJK
+    characters and full-width punctuation); the language is the script of the whole file (``zh`` when Han characters
+    make at least half of its letters), so that a dataset is one language.
     """
     records: list[GoldRecord] = []
-    tokens: list[tuple[str, str, int]] = []
-
-    def flush() -> None:
-        if tokens:
-            records.append(_conll_sentence(tokens, path, dataset or path.stem, len(records)))
-            tokens.clear()
-
-    for number, line in _lines(path):
-        if not line.strip() or line.startswith("-DOCSTART-"):
-            flush()
-            continue
-        columns = line.split()
-        if len(columns) < 2:
-            raise InputError(f"{path}, line {number}: expected a token and a tag.", "CoNLL lines are: TOKEN ... TAG")
-        tokens.append((columns[0], columns[-1], number))
-    flush()
-    return records
+    for sentence in conll_sentences(_lines(path)):
+        for token, tag, number in zip(sentence.tokens, sentence.tags, sentence.lines, strict=True):
+            if tag is None:
+                raise InputError(f"{path}, line {number}: expected a token and a tag, found {token!r} alone.",
+                                 "CoNLL lines are: TOKEN ... TAG")  # fmt: skip
+        records.append(_conll_sentence(sentence, path, dataset or path.stem, len(records)))
+    language = script_language("".join(r.text for r in records))
+    return [replace(r, language=language) for r in records]
 
 
-def _conll_sentence(tokens: list[tuple[str, str, int]], path: Path, dataset: str, index: int) -> GoldRecord:
-    joiner = "" if all(len(t) == 1 and "\u3400" <= t <= "\u9fff" for t, _, _ in tokens) else " "
-    text, offsets = "", []
-    for token, _, _ in tokens:
-        if text:
-            text += joiner
-        offsets.append((len(text), len(text) + len(token)))
-        text += token
+def _conll_sentence(sentence: ConllSentence, path: Path, dataset: str, index: int) -> GoldRecord:
+    text, offsets = join_tokens(sentence.tokens)
     spans: list[Entity] = []
     current: tuple[int, str] | None = None  # (start token index, label)
 
@@ -266,7 +272,8 @@ def _conll_sentence(tokens: list[tuple[str, str, int]], path: Path, dataset: str
             spans.append(Entity(start, end, text[start:end], current[1]))
             current = None
 
-    for i, (_, tag, number) in enumerate(tokens):
+    for i, (tag, number) in enumerate(zip(sentence.tags, sentence.lines, strict=True)):
+        assert tag is not None
         if tag == "O":
             close(i - 1)
             continue
@@ -282,16 +289,15 @@ def _conll_sentence(tokens: list[tuple[str, str, int]], path: Path, dataset: str
             current = (i, label)
         if prefix in ("E", "S", "L", "U"):
             close(i)
-    close(len(tokens) - 1)
-    labels = tuple(dict.fromkeys(s.label for s in spans))
+    close(len(sentence.tokens) - 1)
     return GoldRecord(
         id=f"{path}:{index + 1}",
         text=text,
         entities=tuple(spans),
         labels=None,
         dataset=dataset,
-        language="zh" if joiner == "" else _language(labels, tuple(spans), None),
-        source=f"{path}, line {tokens[0][2]}",
+        language="",  # set for the whole file by read_conll
+        source=f"{path}, line {sentence.lines[0]}",
     )
 
 
@@ -328,8 +334,23 @@ def read_predictions(path: Path) -> dict[str, PredRecord]:
         key = str(record["id"])
         if key in predictions:
             raise InputError(f'{where}: id "{key}" appears twice.', "Ids must be unique.")
-        predictions[key] = PredRecord(key, spans, answer, len(unmatched), where)
+        predictions[key] = PredRecord(key, spans, answer, len(unmatched), where, record["text"], isinstance(raw, str))
     return predictions
+
+
+def read_conll_predictions(path: Path, gold: Sequence[GoldRecord]) -> dict[str, PredRecord]:
+    """Predictions as CoNLL columns (a tagger's output, say): no ids, so the N-th sentence is the N-th gold record's
+    prediction (its text is checked against the gold text by :func:`~.report.evaluate`)."""
+    sentences = read_conll(path)
+    if len(sentences) != len(gold):
+        raise InputError(
+            f"{path} holds {len(sentences)} sentences but the gold data {len(gold)} records.",
+            "CoNLL predictions are matched to the gold records by order: give one sentence per gold record.",
+        )
+    return {
+        record.id: PredRecord(record.id, predicted.entities, predicted.answer(), 0, predicted.source, predicted.text)
+        for record, predicted in zip(gold, sentences, strict=True)
+    }
 
 
 def read_upstream(path: Path) -> list[UpstreamRecord]:
@@ -347,7 +368,8 @@ def read_upstream(path: Path) -> list[UpstreamRecord]:
             UpstreamRecord(
                 id=str(instance.get("id", where)),
                 dataset=str(record.get("Dataset", path.stem)),
-                language=str(record.get("Language", "en")),
+                # upstream files a row without "Language" under the language "" (its own group): "unknown" here
+                language=str(record.get("Language") or UNKNOWN_LANGUAGE),
                 sentence=str(instance.get("sentence", "")),
                 gold_answer=gold,
                 predicted_answer=prediction,

@@ -35,6 +35,10 @@ class PredRecord:
     answer: str
     unmatched: int
     source: str
+    #: the text the prediction was made on; eval refuses a prediction whose text is not the gold text.
+    text: str | None = None
+    #: whether ``answer`` is the model's raw answer (else it was rebuilt from the grounded entities).
+    raw: bool = False
 
 
 @dataclass(frozen=True)

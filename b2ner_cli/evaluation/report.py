@@ -9,7 +9,14 @@ from typing import Any
 
 from ..errors import InputError
 from ..records import Entity
-from .b2ner_metric import EXCLUDED_FROM_AVERAGE, Counts, language_averages, normalize, score_sentence
+from .b2ner_metric import (
+    EXCLUDED_FROM_AVERAGE,
+    Counts,
+    language_averages,
+    normalize,
+    overall_average,
+    score_sentence,
+)
 from .records import GoldRecord, PredRecord, UpstreamRecord, label_sets
 
 
@@ -66,11 +73,13 @@ class Report:
     sweep: list[Any] = field(default_factory=list)
 
     def averages(self) -> dict[str, object]:
-        b2ner = language_averages({d.name: (d.language, d.b2ner.f1) for d in self.datasets})
-        strict = language_averages({d.name: (d.language, d.strict.f1) for d in self.datasets if d.strict is not None})
+        """Per language and overall, as upstream: unweighted means over (dataset, language) rows, exclusions out."""
+        b2ner = [(d.name, d.language, d.b2ner.f1) for d in self.datasets]
+        strict = [(d.name, d.language, d.strict.f1) for d in self.datasets if d.strict is not None]
         return {
-            "b2ner_f1": b2ner,
-            "strict_f1": strict,
+            "b2ner_f1": language_averages(b2ner),
+            "strict_f1": language_averages(strict),
+            "overall": {"b2ner_f1": overall_average(b2ner), "strict_f1": overall_average(strict) if strict else None},
             "excluded_from_averages": sorted(n for n in EXCLUDED_FROM_AVERAGE if n in {d.name for d in self.datasets}),
         }
 
@@ -117,6 +126,18 @@ def check_ids(gold: Sequence[GoldRecord], predictions: Mapping[str, PredRecord])
         )
 
 
+def check_texts(gold: Sequence[GoldRecord], predictions: Mapping[str, PredRecord]) -> None:
+    """Every prediction was made on its gold text, exactly (character for character: strict offsets index it)."""
+    differ = [r.id for r in gold if predictions[r.id].text is not None and predictions[r.id].text != r.text]
+    if differ:
+        shown = ", ".join(differ[:5]) + (" ..." if len(differ) > 5 else "")
+        raise InputError(
+            f"{len(differ)} predictions were made on a text that is not the gold text ({shown}).",
+            "Predictions must come from the gold file itself, e.g. b2ner extract GOLD ... -o PREDICTIONS; texts "
+            "are compared exactly.",
+        )
+
+
 def _first(ids: list[str]) -> str:
     return ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
 
@@ -126,12 +147,14 @@ def evaluate(
 ) -> Report:
     """Both metrics for every dataset in ``gold`` (predictions matched by id)."""
     check_ids(gold, predictions)
-    datasets: dict[str, DatasetReport] = {}
+    check_texts(gold, predictions)
+    datasets: dict[tuple[str, str], DatasetReport] = {}
     allowed_by_id = label_sets(gold)
     errors: list[dict[str, object]] = []
     for record in gold:
         predicted = predictions[record.id]
-        report = datasets.setdefault(record.dataset, DatasetReport(record.dataset, record.language))
+        key = (record.dataset, record.language)  # upstream's rows: a dataset in two languages is two rows
+        report = datasets.setdefault(key, DatasetReport(record.dataset, record.language))
         report.sentences += 1
         sentence = score_sentence(record.answer(), predicted.answer)
         report.b2ner.add(sentence.counts)
@@ -160,7 +183,18 @@ def evaluate(
         for report in reports:
             report.b2ner_ci = confidence_interval(report._b2ner_sentences, bootstrap, seed)
             report.strict_ci = confidence_interval(report._strict_sentences, bootstrap, seed)
-    return Report(reports, errors)
+    raw = sum(1 for record in gold if predictions[record.id].raw)
+    return Report(reports, errors, b2ner_sources(raw, len(gold) - raw))
+
+
+RAW, GROUNDED = "raw answers", "grounded entities"
+
+
+def b2ner_sources(raw: int, grounded: int) -> dict[str, object]:
+    """What the b2ner metric scored: the model's raw answers (as upstream), or answers rebuilt from the grounded
+    entities (extract without --keep-raw), or a mix; with both counts."""
+    source = "mixed" if raw and grounded else GROUNDED if grounded else RAW
+    return {"b2ner_from": source, "b2ner_from_counts": {RAW: raw, GROUNDED: grounded}}
 
 
 def _spans(text: str, items: set[tuple[int, int, str]]) -> list[dict[str, object]]:
@@ -169,10 +203,11 @@ def _spans(text: str, items: set[tuple[int, int, str]]) -> list[dict[str, object
 
 def evaluate_upstream(records: Sequence[UpstreamRecord], *, bootstrap: int = 0, seed: int = 0) -> Report:
     """The b2ner metric on an upstream predictions file (it has no offsets, so no strict scores)."""
-    datasets: dict[str, DatasetReport] = {}
+    datasets: dict[tuple[str, str], DatasetReport] = {}
     errors: list[dict[str, object]] = []
     for record in records:
-        report = datasets.setdefault(record.dataset, DatasetReport(record.dataset, record.language, strict=None))
+        key = (record.dataset, record.language)
+        report = datasets.setdefault(key, DatasetReport(record.dataset, record.language, strict=None))
         report.sentences += 1
         sentence = score_sentence(record.gold_answer, record.predicted_answer)
         report.b2ner.add(sentence.counts)
@@ -187,7 +222,7 @@ def evaluate_upstream(records: Sequence[UpstreamRecord], *, bootstrap: int = 0, 
     if bootstrap:
         for report in reports:
             report.b2ner_ci = confidence_interval(report._b2ner_sentences, bootstrap, seed)
-    return Report(reports, errors)
+    return Report(reports, errors, b2ner_sources(len(records), 0))  # upstream's Prediction is the raw answer
 
 
 def confidence_interval(sentences: Sequence[Counts], rounds: int, seed: int) -> tuple[float, float]:

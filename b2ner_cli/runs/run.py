@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Protocol
 
 from .. import __version__
-from ..errors import UsageError
+from ..errors import B2nerError, UsageError
 from ..io.output import check_outputs
-from ..io.readers import Document, ReadOptions, check_inputs, read_documents
+from ..io.readers import Document, ReadOptions, check_inputs, input_format, read_documents
 from ..io.writers import JsonlWriter, write_json_atomic
 from ..models.spec import ModelSpec
 from ..prompts import PROMPT_ID, check_prompt_kind
@@ -175,15 +175,14 @@ class RunResult:
 
 
 def is_text_input(path: str, options: ReadOptions) -> bool:
-    if options.input_format != "auto":
-        return options.input_format == "txt"
-    return path != "-" and not path.lower().endswith((".jsonl", ".ndjson"))
+    """Whether an input carries no per-record labels (text lines and CoNLL sentences; not JSONL or JSON records)."""
+    return input_format(path, options) in ("txt", "conll")
 
 
 def check(spec: RunSpec, extra_outputs: Mapping[str, str | Path | None] | None = None) -> None:
     """Fail before any model loads: missing inputs, outputs that would overwrite an input (or each other) or cannot
     be written, no labels where none can come, an impossible prompt."""
-    check_inputs(spec.inputs)
+    check_inputs(spec.inputs, spec.read)
     outputs = {"-o": spec.output.path, "--meta": spec.output.meta_path(), **(extra_outputs or {})}
     check_outputs(outputs, [*spec.inputs, *spec.input_files])
     labels = spec.task.labels
@@ -317,6 +316,12 @@ def count_documents(paths: Iterable[str], options: ReadOptions) -> int | None:
             return None
         if options.whole_file:
             total += 1
+            continue
+        if input_format(path, options) in ("json", "conll"):
+            try:
+                total += sum(1 for _ in read_documents([path], options))
+            except (OSError, B2nerError):
+                return None
             continue
         try:
             with open(path, "rb") as stream:
