@@ -14,6 +14,7 @@ from .. import __version__
 from ..io.writers import write_json_atomic
 from ..models.spec import ModelSpec
 from ..prompts import LabelSet
+from ..wording import count
 from .data import TrainExample
 from .setup import LoraSettings
 from .trainer import Progress, TrainResult, TrainSettings
@@ -134,8 +135,9 @@ def finetune(spec: FinetuneSpec, *, note: Note, on_step: Callable[[Progress], No
         plan.discard()
         raise
     if result.skipped_too_long:
+        verb = "was" if result.skipped_too_long == 1 else "were"
         note(
-            f"{result.skipped_too_long} examples longer than --max-length {spec.settings.max_length} tokens "
-            "were skipped."
+            f"{count(result.skipped_too_long, 'example')} longer than --max-length {spec.settings.max_length} "
+            f"tokens {verb} skipped."
         )
     return result
