@@ -7,6 +7,7 @@ import random
 import resource
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,8 +77,53 @@ class _Timed:
 
 
 def _peak_rss_bytes() -> int:
+    """The process's peak RSS over its whole life (ru_maxrss); only a fallback where the current RSS is unknown."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _current_rss_bytes() -> int | None:
+    """The process's RSS now (Linux ``/proc/self/statm``), or None where that file does not exist."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as stream:
+            return int(stream.read().split()[1]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _RssPeak:
+    """The highest RSS while a block runs, sampled every ``interval`` seconds from a thread (and at both ends).
+
+    Each batch size is measured on its own this way: ru_maxrss would carry the peak of an earlier, larger size
+    into every later one. A spike shorter than the interval can be missed.
+    """
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.start: int | None = None
+        self.peak: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _see(self) -> None:
+        now = _current_rss_bytes()
+        if now is not None:
+            self.peak = max(self.peak or 0, now)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._see()
+
+    def __enter__(self) -> _RssPeak:
+        self.start = _current_rss_bytes()
+        self._see()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._see()
 
 
 def environment(generator: Generator) -> dict[str, Any]:
@@ -104,7 +150,12 @@ def environment(generator: Generator) -> dict[str, Any]:
 
 def run(generator: Generator, documents: Sequence[Document], labels: LabelSet, batch_sizes: Sequence[int],
         *, batch_tokens: int = 10**9) -> dict[str, Any]:  # fmt: skip
-    """One extraction pass per batch size; throughput, batch latency percentiles and peak memory for each."""
+    """One extraction pass per batch size; throughput, batch latency percentiles and peak memory for each.
+
+    Memory is measured per batch size: ``peak_rss_bytes`` is the highest RSS sampled during that size's pass (the
+    process's lifetime peak where the current RSS cannot be read), ``rss_growth_bytes`` its rise over the RSS at the
+    pass's start, and ``peak_gpu_bytes`` the CUDA allocator's peak, reset before each size.
+    """
     runs = []
     cuda = _cuda()
     for size in batch_sizes:
@@ -112,11 +163,12 @@ def run(generator: Generator, documents: Sequence[Document], labels: LabelSet, b
         stats = RunStats()
         if cuda:
             cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
-        for _ in extract(documents, timed, labels, settings=ExtractSettings(batch_size=size, batch_tokens=batch_tokens),
-                         stats=stats):  # fmt: skip
-            pass
-        seconds = time.perf_counter() - start
+        with _RssPeak() as rss:
+            start = time.perf_counter()
+            settings = ExtractSettings(batch_size=size, batch_tokens=batch_tokens)
+            for _ in extract(documents, timed, labels, settings=settings, stats=stats):
+                pass
+            seconds = time.perf_counter() - start
         latencies = sorted(timed.latencies)
         runs.append({
             "batch_size": size, "documents": stats.documents, "batches": len(latencies), "seconds": seconds,
@@ -125,7 +177,8 @@ def run(generator: Generator, documents: Sequence[Document], labels: LabelSet, b
             "generated_tokens_per_second": stats.new_tokens / seconds,
             "batch_latency_p50_s": statistics.median(latencies) if latencies else 0.0,
             "batch_latency_p95_s": _percentile(latencies, 0.95),
-            "peak_rss_bytes": _peak_rss_bytes(),
+            "peak_rss_bytes": rss.peak if rss.peak is not None else _peak_rss_bytes(),
+            "rss_growth_bytes": rss.peak - rss.start if rss.peak is not None and rss.start is not None else None,
             "peak_gpu_bytes": int(cuda.max_memory_allocated()) if cuda else None,
         })  # fmt: skip
     return {"environment": environment(generator), "documents": len(documents), "labels": list(labels.names),

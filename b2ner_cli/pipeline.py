@@ -113,8 +113,9 @@ class LLMRecognizer:
 
     kind = "llm"
 
-    def __init__(self, generator: Generator) -> None:
+    def __init__(self, generator: Generator, labels: LabelSet | None = None) -> None:
         self.generator = generator
+        self._labels = labels
 
     @classmethod
     def load(cls, spec: ModelSpec, *, quiet: bool = False, note: Note | None = None) -> LLMRecognizer:
@@ -129,7 +130,9 @@ class LLMRecognizer:
         generator = create_generator(
             spec.engine, loaded.model, loaded.tokenizer, max_new_tokens=spec.max_new_tokens, info=loaded.info()
         )
-        return cls(generator)
+        from .runs.labels import model_labels
+
+        return cls(generator, model_labels(spec))  # a finetuned adapter brings its labels
 
     def recognize(
         self, window: Sequence[Document], task: Task, stats: RunStats, progress: ProgressHook | None = None
@@ -137,7 +140,8 @@ class LLMRecognizer:
         yield from _run_window(list(window), self.generator, task, stats, progress)
 
     def labels(self) -> LabelSet | None:
-        return None
+        """The labels of the finetuned adapter it runs with (``b2ner_adapter.json``), if any."""
+        return self._labels
 
     def suggest_batch_tokens(self) -> int | None:
         return self.generator.suggest_batch_tokens()

@@ -12,6 +12,7 @@ from rich.table import Table
 from ..errors import UsageError
 from ..io.readers import ReadOptions, read_documents
 from ..labels import parse_labels_arg
+from ..wording import count
 from .common import AdapterOption, JsonOption, ModelOption, OfflineOption, QuietOption, boundary, stderr_console
 
 EPILOG = """[bold]Examples[/]
@@ -43,7 +44,11 @@ def bench(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Measure extraction: documents/s, prompt and generated tokens/s, batch latency, peak memory."""
+    """Measure extraction: documents/s, prompt and generated tokens/s, batch latency, peak memory per batch size.
+
+    Memory is measured for each batch size on its own: the peak RSS sampled during its pass and its growth over the
+    pass's start, and on GPU the allocator's peak (reset between sizes).
+    """
     from itertools import islice
 
     from ..api import Extractor
@@ -66,11 +71,18 @@ def bench(
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
         return
     environment = report["environment"]
+    gpu = any(r["peak_gpu_bytes"] is not None for r in report["runs"])
     table = Table("batch size", "docs/s", "prompt tok/s", "new tok/s", "p50 batch s", "p95 batch s", "peak RSS",
-                  title=f"{len(documents)} documents, {environment['model'].get('model')} on "
+                  "RSS growth", *(["peak GPU"] if gpu else []),
+                  title=f"{count(len(documents), 'document')}, {environment['model'].get('model')} on "
                   f"{environment['model'].get('device')}")  # fmt: skip
     for r in report["runs"]:
         table.add_row(str(r["batch_size"]), f"{r['documents_per_second']:.1f}", f"{r['prompt_tokens_per_second']:.0f}",
                       f"{r['generated_tokens_per_second']:.0f}", f"{r['batch_latency_p50_s']:.3f}",
-                      f"{r['batch_latency_p95_s']:.3f}", f"{r['peak_rss_bytes'] / 2**20:.0f} MiB")  # fmt: skip
+                      f"{r['batch_latency_p95_s']:.3f}", _mib(r["peak_rss_bytes"]), _mib(r["rss_growth_bytes"]),
+                      *([_mib(r["peak_gpu_bytes"])] if gpu else []))  # fmt: skip
     Console(highlight=False).print(table)
+
+
+def _mib(n: int | None) -> str:
+    return f"{n / 2**20:.0f} MiB" if n is not None else "-"

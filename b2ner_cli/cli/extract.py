@@ -306,7 +306,7 @@ def extract(
                              examples=examples is not None, data_parallel=data_parallel)  # fmt: skip
     sources = LabelSources(labels, labels_file, labels_from_dataset, map_labels)
     advice = None if tagger else note_printer(err, quiet)  # raw-tag advice is about prompting
-    resolved = resolve_labels(sources, lang.value, adapter=adapter, note=advice)
+    resolved = resolve_labels(sources, lang.value, model=model_spec, note=advice)
     task = Task.of(resolved.labels, load_examples(examples) if examples is not None else (), settings)
     spec = RunSpec(
         model=model_spec,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -25,6 +26,9 @@ from .common import (
     note_printer,
     stderr_console,
 )
+
+if TYPE_CHECKING:
+    from ..training.job import FinetuneSpec
 
 EPILOG = """[bold]Examples[/]
 
@@ -119,7 +123,14 @@ def finetune(
     quantize: QuantizeOption = Quantize.auto,
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing")] = False,
     seed: Annotated[int, typer.Option("--seed")] = 42,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --output.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the interrupted run in --output with its own settings (dev set included); only --epochs "
+            "may be raised, and other flags that differ are refused.",
+        ),
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --output.")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the config, parameter counts, examples and tokens; train nothing.")
@@ -207,6 +218,8 @@ def finetune(
         overwrite=overwrite,
         quiet=quiet,
     )
+    if resume:
+        spec = _resumed(ctx, spec)
     if dry_run:
         typer.echo(json.dumps(dry_run_report(spec, note), ensure_ascii=False, indent=2, default=str))
         return
@@ -223,11 +236,94 @@ def finetune(
             progress.update(task, total=p.total_steps, completed=p.step, epoch=p.epoch, loss=p.loss, lr=p.lr,
                             tps=p.tokens_per_second)  # fmt: skip
 
-        result = run_finetune(spec, note=note, on_step=on_step)
+        def on_epoch(record: dict[str, Any]) -> None:  # one plain line per epoch, also when stderr is a file
+            if quiet:
+                return
+            dev = record.get("dev")
+            select = spec.settings.select
+            score = f", dev {select} F1 {100 * dev[select]['f1']:.2f}" if dev else ""
+            progress.console.print(f"epoch {record['epoch']}/{spec.settings.epochs}: loss {record['loss']:.4f}{score}",
+                                   markup=False)  # fmt: skip
+
+        result = run_finetune(spec, note=note, on_step=on_step, on_epoch=on_epoch)
     if not quiet:
-        best = result.best_metrics
-        score = f"dev {select.value} F1 {100 * best[select.value]['f1']:.2f}" if best else "no dev set"
+        best, chosen = result.best_metrics, spec.settings.select
+        score = f"dev {chosen} F1 {100 * best[chosen]['f1']:.2f}" if best else "no dev set"
         err.print(f"Adapter saved to {output} (epoch {result.best_epoch}, {score}).", markup=False)
+
+
+def _path(path: Path | None) -> str | None:
+    return str(path.resolve()) if path is not None else None
+
+
+def _labels(spec: FinetuneSpec) -> object:
+    return (spec.labels.names, spec.labels.descriptions) if spec.labels else None
+
+
+#: parameter name -> (flag, the setting it gives): what ``--resume`` restores from the checkpoint.
+RESTORED: dict[str, tuple[str, Callable[[FinetuneSpec], object]]] = {
+    "model": ("--model", lambda s: s.model.model), "adapter": ("--adapter", lambda s: s.model.adapter),
+    "no_adapter": ("--no-adapter", lambda s: s.model.no_adapter),
+    "quantize": ("--quantize", lambda s: s.model.quantize), "lora_r": ("--lora-r", lambda s: s.lora.r),
+    "lora_alpha": ("--lora-alpha", lambda s: s.lora.alpha),
+    "lora_dropout": ("--lora-dropout", lambda s: s.lora.dropout),
+    "target_modules": ("--target-modules", lambda s: s.lora.target_modules),
+    "lr": ("--lr", lambda s: s.settings.lr),
+    "train_batch_size": ("--train-batch-size", lambda s: s.settings.batch_size),
+    "old_batch_size": ("--batch-size", lambda s: s.settings.batch_size),
+    "micro_batch_size": ("--micro-batch-size", lambda s: s.settings.micro_batch_size),
+    "warmup_ratio": ("--warmup-ratio", lambda s: s.settings.warmup_ratio),
+    "max_length": ("--max-length", lambda s: s.settings.max_length),
+    "label_dropout": ("--label-dropout", lambda s: s.settings.label_dropout),
+    "replay": ("--replay", lambda s: _path(s.replay)),
+    "replay_ratio": ("--replay-ratio", lambda s: s.settings.replay_ratio),
+    "select": ("--select", lambda s: s.settings.select),
+    "eval_every": ("--eval-every", lambda s: s.settings.eval_every),
+    "gradient_checkpointing": ("--gradient-checkpointing", lambda s: s.settings.gradient_checkpointing),
+    "seed": ("--seed", lambda s: s.settings.seed), "dev_file": ("--dev", lambda s: _path(s.dev_file)),
+    "labels": ("--labels", _labels), "labels_file": ("--labels-file", _labels),
+}  # fmt: skip
+
+
+def _resumed(ctx: typer.Context, spec: FinetuneSpec) -> FinetuneSpec:
+    """The run's own settings from its checkpoint (``--epochs`` may raise the count); a flag given on the command
+    line that says otherwise is refused, by name. A checkpoint from before settings were kept: ``spec`` as is."""
+    from dataclasses import replace
+
+    from ..errors import UsageError
+    from ..training.job import saved_spec
+
+    saved = saved_spec(spec)
+    if saved is None:
+        return spec
+    for name, (flag, setting) in RESTORED.items():
+        if given(ctx, name) and setting(spec) != setting(saved):
+            shown = ctx.params[name].value if isinstance(ctx.params[name], Enum) else ctx.params[name]
+            raise UsageError(
+                f"{flag} {shown} conflicts with the run in {spec.output}, which was started with "
+                f"{flag} {_shown(setting(saved))}.",
+                f"Drop {flag}: --resume continues with the run's own settings (only --epochs may be raised); "
+                "or start anew with --overwrite.",
+            )
+    epochs = saved.settings.epochs
+    if given(ctx, "epochs"):
+        if spec.settings.epochs < epochs:
+            raise UsageError(
+                f"--epochs {spec.settings.epochs} is below the {epochs} the run in {spec.output} was started with.",
+                "Resume with the same or a higher --epochs.",
+            )
+        epochs = spec.settings.epochs
+    return replace(saved, settings=replace(saved.settings, epochs=epochs))
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "(not given)"
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
+        return ",".join(value[0])  # labels: their names
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def _finetune_tagger(

@@ -23,6 +23,9 @@ from ..models.registry import DEFAULT_MODEL
 from ..records import Record
 from ..runs.run import Event, Loaded, Loading, Note, Stopped
 from ..runs.run import Progress as Progressed
+from ..wording import count
+
+__all__ = ["RunView", "TableRenderer", "count"]
 
 _STYLES = (
     "bold black on cyan",
@@ -72,11 +75,6 @@ class TableRenderer:
         if not record.entities and not record.unmatched:
             self.console.print(Text("  no entities", style="dim"))
         self.console.print()
-
-
-def count(n: int, noun: str, plural: str | None = None) -> str:
-    """``1 document``, ``2 documents``."""
-    return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"
 
 
 class RunView:

@@ -15,7 +15,7 @@ from ..errors import UsageError
 from ..prompts import detect_lang, has_han
 from ..taxonomy.data import EntityType, Taxonomy, load
 from ..taxonomy.search import search as run_search
-from ..taxonomy.suggest import dataset_labels, suggested_labels
+from ..taxonomy.suggest import dataset_labels, drop_outside, suggested_labels
 from ..taxonomy.suggest import suggest as run_suggest
 from .common import JsonOption, Lang, boundary, stderr_console
 
@@ -209,7 +209,11 @@ def suggest(
     as_json: JsonOption = False,
 ) -> None:
     """Map raw labels to canonical names, with a reason per label; prints a line usable as --labels."""
-    raw = [part.strip() for part in labels.replace("，", ",").split(",") if part.strip()]
+    given = [part.strip() for part in labels.replace("，", ",").split(",") if part.strip()]
+    raw, dropped = drop_outside(given)
+    if dropped:
+        stderr_console().print(f"Note: dropped {', '.join(dict.fromkeys(dropped))}: the outside tag marks no entity.",
+                               markup=False)  # fmt: skip
     if not raw:
         raise UsageError("No labels given.", 'e.g. b2ner taxonomy suggest "PER,ORG,LOC"')
     language = detect_lang(raw) if lang is Lang.auto else lang.value
@@ -217,7 +221,8 @@ def suggest(
     line = ",".join(suggested_labels(suggestions, language))
     if as_json:
         typer.echo(json.dumps(
-            {"labels": line, "language": language, "suggestions": [s.to_dict(language) for s in suggestions]},
+            {"labels": line, "language": language, "suggestions": [s.to_dict(language) for s in suggestions],
+             "dropped": dropped},
             ensure_ascii=False, indent=2,
         ))  # fmt: skip
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -67,7 +68,14 @@ class ReadOptions:
 
 
 def display_name(path: str) -> str:
-    return "<stdin>" if path == STDIN else path
+    """How an input names its documents: ``<stdin>``; a file under the working directory by its path relative to it
+    (``./a.txt`` and ``a.txt`` are both ``a.txt``); any other file as typed."""
+    if path == STDIN:
+        return "<stdin>"
+    try:
+        return Path(os.path.abspath(path)).relative_to(os.getcwd()).as_posix()
+    except (ValueError, OSError):
+        return path
 
 
 def b2nerd_dataset(path: Path) -> str:
@@ -125,7 +133,7 @@ def read_documents(paths: Sequence[str], options: ReadOptions, stdin: BinaryIO |
             continue
         try:
             with open(path, "rb") as stream:
-                yield from _read_stream(stream, path, options)
+                yield from _read_stream(stream, display_name(path), options)
         except PermissionError:
             raise InputError(f"Cannot read input file {path}: permission denied.") from None
         except IsADirectoryError:

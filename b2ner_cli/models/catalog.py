@@ -39,8 +39,10 @@ def _hub_cache() -> dict[str, Cached]:
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
+    from .hub import cache_dir
+
     try:
-        info = scan_cache_dir()
+        info = scan_cache_dir(cache_dir())
     except CacheNotFound:
         return {}
     found = {}
@@ -125,3 +127,50 @@ def model_info(name: str) -> dict[str, object]:
                 for k in ("base_model_name_or_path", "r", "lora_alpha", "lora_dropout", "target_modules")
             }
     return info
+
+
+def is_adapter_dir(name: str) -> bool:
+    """True when ``name`` is a directory holding a PEFT adapter (``adapter_config.json``)."""
+    folder = Path(name).expanduser()
+    return folder.is_dir() and (folder / "adapter_config.json").is_file()
+
+
+def _f1(metrics: object, metric: str) -> object:
+    scores = metrics.get(metric) if isinstance(metrics, dict) else None
+    return scores.get("f1") if isinstance(scores, dict) else None
+
+
+def adapter_info(name: str) -> dict[str, object]:
+    """What ``b2ner models info ADAPTER_DIR`` shows: its backbone, labels, dev scores, provenance and LoRA settings.
+
+    The backbone and labels come from ``b2ner_adapter.json`` (written by ``b2ner finetune``), else the backbone from
+    PEFT's ``adapter_config.json``.
+    """
+    from .resolve import ModelSource, adapter_backbone, adapter_metadata, read_json
+
+    folder = Path(name).expanduser()
+    config = read_json(ModelSource(name, folder), "adapter_config.json")
+    meta = adapter_metadata(name) or {}
+    named = adapter_backbone(meta)
+    dev = meta.get("dev_metrics")
+    version = meta.get("b2ner_version")
+    return {
+        "kind": "adapter",
+        "path": str(folder),
+        "backbone": named[0] if named else config.get("base_model_name_or_path"),
+        "backbone_revision": named[1] if named else None,
+        "labels": meta.get("labels"),
+        "epoch": meta.get("epoch"),
+        "selected_by": meta.get("selected_by"),
+        "dev_b2ner_f1": _f1(dev, "b2ner"),
+        "dev_strict_f1": _f1(dev, "strict"),
+        "train": meta.get("train"),
+        "dev": meta.get("dev"),
+        "created_with": f"b2ner {version}" if version else None,
+        "peft_type": config.get("peft_type"),
+        "lora_r": config.get("r"),
+        "lora_alpha": config.get("lora_alpha"),
+        "lora_dropout": config.get("lora_dropout"),
+        "target_modules": config.get("target_modules"),
+        "size_bytes": _dir_size(folder),
+    }

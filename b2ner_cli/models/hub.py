@@ -93,6 +93,17 @@ def _weight_patterns(repo_id: str, revision: str | None) -> list[str]:
     return SAFETENSORS if any(f.endswith(".safetensors") for f in files) else PYTORCH_BIN
 
 
+def cached_snapshot(repo_id: str, revision: str | None = None) -> Path | None:
+    """The snapshot folder of ``repo_id`` at ``revision`` in the local cache, or None (never downloads)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+
+
 def fetch(
     repo_id: str,
     *,

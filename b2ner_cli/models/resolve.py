@@ -99,6 +99,30 @@ def adapter_backbone(meta: dict[str, Any] | None) -> tuple[str, str | None] | No
     return None
 
 
+def local_adapter(
+    model: str | None, adapter: str | None, *, adapter_revision: str | None = None, no_adapter: bool = False
+) -> str | None:
+    """The directory of the adapter a run would use (``--adapter``, else the alias's), when it is already on disk.
+
+    Nothing is downloaded: a Hub adapter counts only when the cache holds it. None when the run has no adapter.
+    """
+    if no_adapter:
+        return None
+    ref, revision = adapter, adapter_revision
+    if ref is None:
+        entry = lookup(model or DEFAULT_MODEL)
+        if entry is None or entry.adapter is None:
+            return None
+        ref, revision = entry.adapter, adapter_revision or entry.adapter_revision
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return str(path)
+    if hub.looks_like_repo_id(ref):
+        snapshot = hub.cached_snapshot(ref, revision)
+        return str(snapshot) if snapshot is not None else None
+    return None
+
+
 def adapter_metadata(adapter: str) -> dict[str, Any] | None:
     """What ``b2ner finetune`` recorded next to an adapter (backbone, labels, metrics), if it is there."""
     path = Path(adapter).expanduser() / ADAPTER_METADATA

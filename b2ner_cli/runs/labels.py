@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..labels import load_labels_file, parse_labels_arg
+from ..models.spec import ModelSpec
 from ..prompts import LabelSet
 from .settings import LangChoice
 
@@ -33,23 +34,31 @@ class ResolvedLabels:
 
 
 def resolve_labels(
-    sources: LabelSources, lang: LangChoice, *, adapter: str | None = None, note: Note | None = None
+    sources: LabelSources,
+    lang: LangChoice,
+    *,
+    adapter: str | None = None,
+    model: ModelSpec | None = None,
+    note: Note | None = None,
 ) -> ResolvedLabels:
-    """The run's default label set (None when records must bring their own)."""
+    """The run's default label set (None when records must bring their own).
+
+    Without a label option, the labels of a finetuned adapter: ``adapter`` (a directory), else the adapter
+    ``model`` runs with (``--adapter``, or its alias's), when it is on disk.
+    """
     given = [x for x in (sources.labels, sources.labels_file, sources.from_dataset) if x is not None]
     if len(given) > 1:
         raise UsageError("Give only one of --labels, --labels-file and --labels-from-dataset.")
     if sources.from_dataset is not None:
         return ResolvedLabels(dataset_label_set(sources.from_dataset, lang))
-    label_set: LabelSet | None = None
     if sources.labels is not None:
         label_set = parse_labels_arg(sources.labels)
     elif sources.labels_file is not None:
         label_set = load_labels_file(sources.labels_file)
-    elif adapter is not None:
-        label_set = adapter_labels(adapter)
-    if label_set is None:
-        return ResolvedLabels(None)
+    elif adapter is not None:  # an adapter was trained on its labels as they are: no advice about raw tags
+        return ResolvedLabels(adapter_labels(adapter))
+    else:
+        return ResolvedLabels(model_labels(model) if model is not None else None)
     return advise(label_set, lang, sources.map_labels, note or (lambda _: None))
 
 
@@ -76,6 +85,18 @@ def adapter_labels(adapter: str) -> LabelSet | None:
     if isinstance(descriptions, dict) and all(isinstance(descriptions.get(n), str) for n in names):
         return LabelSet(tuple(names), tuple(descriptions[n] for n in names))
     return LabelSet(tuple(names))
+
+
+def model_labels(model: ModelSpec) -> LabelSet | None:
+    """The labels the run's adapter (``--adapter``, or the alias's) was finetuned on, if it is on disk."""
+    from ..models.resolve import local_adapter
+
+    if model.kind not in ("auto", "llm"):
+        return None
+    adapter = local_adapter(
+        model.model, model.adapter, adapter_revision=model.adapter_revision, no_adapter=model.no_adapter
+    )
+    return adapter_labels(adapter) if adapter is not None else None
 
 
 def advise(label_set: LabelSet, lang: LangChoice, map_labels: bool, note: Note) -> ResolvedLabels:

@@ -21,6 +21,7 @@ from ..io.writers import JsonlWriter, write_json_atomic
 from ..models.spec import ModelSpec
 from ..prompts import PROMPT_ID, check_prompt_kind
 from ..records import Record
+from .labels import model_labels
 from .recognizer import LoadOptions, Recognizer, load_recognizer, recognizer_kind, stream
 from .settings import DEFAULT_BATCH_TOKENS, RunStats, Task
 
@@ -199,6 +200,7 @@ def check(spec: RunSpec, extra_outputs: Mapping[str, str | Path | None] | None =
         labels is None
         and recognizer_kind(spec.model) == "llm"
         and all(is_text_input(p, spec.read) for p in spec.inputs)
+        and model_labels(spec.model) is None
     ):
         raise UsageError(
             "No labels given.",

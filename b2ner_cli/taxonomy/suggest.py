@@ -78,6 +78,15 @@ def suggest_one(raw: str, taxonomy: Taxonomy | None = None) -> Suggestion:
     return Suggestion(raw, None, "none", "no taxonomy entry matches; kept as given")
 
 
+#: the BIO "outside" tag: it marks no entity, so it is never a label to prompt with.
+OUTSIDE = frozenset({"O", "o"})
+
+
+def drop_outside(raw_labels: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``raw_labels`` without the outside tag ``O`` (or ``o``), and the tags dropped."""
+    return [r for r in raw_labels if r not in OUTSIDE], [r for r in raw_labels if r in OUTSIDE]
+
+
 def suggest(raw_labels: Sequence[str], taxonomy: Taxonomy | None = None) -> list[Suggestion]:
     taxonomy = taxonomy or load()
     return [suggest_one(raw, taxonomy) for raw in raw_labels]

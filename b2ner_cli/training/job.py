@@ -14,6 +14,7 @@ from .. import __version__
 from ..io.writers import write_json_atomic
 from ..models.spec import ModelSpec
 from ..prompts import LabelSet
+from ..wording import count
 from .data import TrainExample
 from .setup import LoraSettings
 from .trainer import Progress, TrainResult, TrainSettings
@@ -110,7 +111,13 @@ def dry_run_report(spec: FinetuneSpec, note: Note) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def finetune(spec: FinetuneSpec, *, note: Note, on_step: Callable[[Progress], None] | None = None) -> TrainResult:
+def finetune(
+    spec: FinetuneSpec,
+    *,
+    note: Note,
+    on_step: Callable[[Progress], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
     """Train; the best adapter by dev F1 (or the last epoch) ends in ``spec.output`` with ``report.json``."""
     from .setup import trainable_model
     from .trainer import check_output, train
@@ -125,7 +132,7 @@ def finetune(spec: FinetuneSpec, *, note: Note, on_step: Callable[[Progress], No
                                                   quiet=spec.quiet)  # fmt: skip
         result = train(trainable, loaded.tokenizer, data.examples, plan.work, spec.settings, dev=data.dev,
                        replay=data.replay, metadata=_metadata(spec, data, base), resume=spec.resume,
-                       on_step=on_step, note=note)  # fmt: skip
+                       on_step=on_step, on_epoch=on_epoch, note=note, run=run_record(spec))  # fmt: skip
         summary = {"best_epoch": result.best_epoch, "best_dev_metrics": result.best_metrics,
                    "skipped_too_long": result.skipped_too_long, "epochs": result.history}  # fmt: skip
         write_json_atomic(plan.work / "report.json", summary)
@@ -134,8 +141,59 @@ def finetune(spec: FinetuneSpec, *, note: Note, on_step: Callable[[Progress], No
         plan.discard()
         raise
     if result.skipped_too_long:
+        verb = "was" if result.skipped_too_long == 1 else "were"
         note(
-            f"{result.skipped_too_long} examples longer than --max-length {spec.settings.max_length} tokens "
-            "were skipped."
+            f"{count(result.skipped_too_long, 'example')} longer than --max-length {spec.settings.max_length} "
+            f"tokens {verb} skipped."
         )
     return result
+
+
+def _path(path: Path | None) -> str | None:
+    return str(path.resolve()) if path is not None else None
+
+
+def run_record(spec: FinetuneSpec) -> dict[str, Any]:
+    """The job's settings as the checkpoint keeps them (files as absolute paths), for ``--resume`` to restore."""
+    from dataclasses import asdict
+
+    labels = spec.labels
+    return {
+        "model": spec.model.model, "adapter": spec.model.adapter, "no_adapter": spec.model.no_adapter,
+        "quantize": spec.model.quantize, "lora": asdict(spec.lora),
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec.settings).items()},
+        "dev_file": _path(spec.dev_file), "replay": _path(spec.replay), "labels_file": _path(spec.labels_file),
+        "labels": list(labels.names) if labels else None,
+        "label_descriptions": list(labels.descriptions) if labels and labels.descriptions else None,
+    }  # fmt: skip
+
+
+def saved_spec(spec: FinetuneSpec) -> FinetuneSpec | None:
+    """``spec`` with the settings of the run whose checkpoint is in ``spec.output`` (None for a checkpoint from
+    before they were kept). Only the files, the output and the reporting options come from ``spec``."""
+    import json
+    from dataclasses import replace
+
+    from .setup import LoraSettings
+    from .trainer import CHECKPOINT, TrainSettings
+
+    try:
+        state = json.loads((spec.output / CHECKPOINT / "state.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None  # training reports a missing or damaged checkpoint
+    run = state.get("run") if isinstance(state, dict) else None
+    if not isinstance(run, dict):
+        return None
+    settings: dict[str, Any] = {k: tuple(v) if k == "betas" else v for k, v in run["settings"].items()}
+    names, descriptions = run.get("labels"), run.get("label_descriptions")
+    return replace(
+        spec,
+        model=replace(spec.model, model=run["model"], adapter=run["adapter"], no_adapter=run["no_adapter"],
+                      quantize=run["quantize"]),
+        lora=LoraSettings(**run["lora"]),
+        settings=TrainSettings(**settings),
+        dev_file=Path(run["dev_file"]) if run.get("dev_file") else None,
+        replay=Path(run["replay"]) if run.get("replay") else None,
+        labels_file=Path(run["labels_file"]) if run.get("labels_file") else None,
+        labels=LabelSet(tuple(names), tuple(descriptions) if descriptions else None) if names else None,
+    )  # fmt: skip

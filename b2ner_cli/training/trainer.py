@@ -7,7 +7,9 @@ JSON, so resuming never runs code from a file.
 - ``optimizer.safetensors``: the optimizer's per-parameter state, one tensor per ``state.<param index>.<name>``
   (e.g. ``state.0.exp_avg``, ``state.0.step``);
 - ``state.json``: ``format``, ``epoch``, ``step``, the optimizer's ``param_groups``, the RNG states (torch's as a
-  list of byte values, Python's as lists of ints, CUDA's per device) and ``config``, the run's fingerprint;
+  list of byte values, Python's as lists of ints, CUDA's per device), ``config``, the run's fingerprint, and
+  ``run``, the job's settings as given (model, files, labels, LoRA and training settings) that ``--resume``
+  restores;
 - ``result.json``: the best metrics and history so far.
 
 ``config`` fingerprints what makes a run: the base model and starting adapter, sha256 digests of the training,
@@ -133,9 +135,15 @@ def train(
     metadata: dict[str, Any] | None = None,
     resume: bool = False,
     on_step: Callable[[Progress], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
     note: Note | None = None,
+    run: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train the trainable (LoRA) parameters of ``model``; keep the best adapter in ``output`` by dev F1."""
+    """Train the trainable (LoRA) parameters of ``model``; keep the best adapter in ``output`` by dev F1.
+
+    ``on_epoch`` receives each epoch's ``metrics.jsonl`` record; ``run`` (the job's settings, as ``--resume``
+    restores them) is kept in the checkpoint.
+    """
     note = note or (lambda _: None)
     device = model.get_input_embeddings().weight.device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -212,13 +220,15 @@ def train(
             record["dev"] = None
         _append_jsonl(output / "metrics.jsonl", record)
         result.history.append(record)
+        if on_epoch:
+            on_epoch(record)
         score = _score(record.get("dev"), settings.select)
         best = _score(result.best_metrics, settings.select)
         if (not dev and last) or (score is not None and (best is None or score > best)):
             result.best_metrics, result.best_epoch = record.get("dev"), epoch + 1
             _save_adapter(model, output, {**(metadata or {}), "epoch": epoch + 1, "dev_metrics": record.get("dev"),
                                           "selected_by": settings.select if dev else "last epoch"})  # fmt: skip
-        _save_checkpoint(checkpoint, model, optimizer, epoch + 1, step, result, config)
+        _save_checkpoint(checkpoint, model, optimizer, epoch + 1, step, result, config, run)
     return result
 
 
@@ -323,7 +333,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _save_checkpoint(folder: Path, model: Any, optimizer: Any, epoch: int, step: int, result: TrainResult,
-                     config: dict[str, Any]) -> None:  # fmt: skip
+                     config: dict[str, Any], run: dict[str, Any] | None = None) -> None:  # fmt: skip
     """Build the checkpoint beside ``folder`` and swap it in (the old one is removed only once the new is there)."""
     from safetensors.torch import save_file
 
@@ -342,7 +352,7 @@ def _save_checkpoint(folder: Path, model: Any, optimizer: Any, epoch: int, step:
         groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in group.items()}
                   for group in optimizer_state["param_groups"]]  # fmt: skip
         state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "step": step, "param_groups": groups,
-                 "rng": _rng_state(), "config": config}  # fmt: skip
+                 "rng": _rng_state(), "config": config, "run": run}  # fmt: skip
         write_json_atomic(tmp / "state.json", state)
         write_json_atomic(tmp / "result.json", asdict(result))
         old = None
