@@ -25,7 +25,14 @@ from ..models.spec import ModelSpec
 from ..runs.labels import LabelSources, resolve_labels
 from ..runs.recognizer import recognizer_kind
 from ..runs.run import OutputSpec, RunResult, RunSpec, check, execute, preview
-from ..runs.settings import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_TOKENS, DEFAULT_CHUNK_TOKENS, ExtractSettings, Task
+from ..runs.settings import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_CHUNK_TOKENS,
+    DEFAULT_WINDOW,
+    ExtractSettings,
+    Task,
+)
 from .common import (
     AdapterOption,
     AdapterRevisionOption,
@@ -205,6 +212,17 @@ def extract(
     mc_samples: Annotated[
         int, typer.Option("--mc-samples", min=1, help="Taggers: stochastic passes for --uncertainty mc-dropout.")
     ] = 8,
+    window: Annotated[
+        int,
+        typer.Option(
+            "--window",
+            min=1,
+            envvar="B2NER_WINDOW",
+            show_envvar=True,
+            help="Documents read ahead and batched together; the unit that --data-parallel and distributed "
+            "ranks share out.",
+        ),
+    ] = DEFAULT_WINDOW,
     resume: Annotated[
         bool,
         typer.Option(
@@ -237,6 +255,7 @@ def extract(
         min_score=min_score,
         uncertainty=uncertainty.value,
         mc_samples=mc_samples,
+        window=window,
     )
     model_spec = ModelSpec(
         model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter, offline=offline,
@@ -286,7 +305,7 @@ def extract(
     to_terminal = output in (None, "-") and sys.stdout.isatty()
     with RunView(err, quiet=quiet, records_to_terminal=to_terminal) as view:
         result = execute(spec, sink=sink, events=view)
-    if not quiet:
+    if not quiet and result.primary:
         _summary(err, result, output, max_new_tokens, "window" if tagger else "prompt")
 
 
