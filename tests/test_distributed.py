@@ -92,8 +92,8 @@ def test_a_killed_rank_resumes_without_duplicates_or_gaps(tiny, tmp_path: Path) 
     part = part_path(out, 1, 2)
     process = _torchrun(_args(tiny, source, "-o", str(out)))
     deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None and (
-        not part.exists() or part.read_bytes().count(b"\n") < 3
+    while (
+        time.time() < deadline and process.poll() is None and (not part.exists() or part.read_bytes().count(b"\n") < 3)
     ):
         time.sleep(0.05)
     pid = _rank_pid(process.pid, "1")
