@@ -127,6 +127,30 @@ def test_a_launch_needs_an_output_file(tiny, tmp_path: Path) -> None:
     assert "Error: A distributed run (rank 1 of 2) writes to a file: -o is required." in stderr
 
 
+def test_eval_with_a_model_under_torchrun(tiny, tmp_path: Path) -> None:
+    from helpers import write_jsonl
+
+    text, labels, _ = TAUGHT[0]  # taught: person Barack Obama, organization Microsoft, location Seattle
+    entities = [{"start": 0, "end": 12, "label": "person"}, {"start": 21, "end": 30, "label": "organization"},
+                {"start": 34, "end": 41, "label": "location"}]  # fmt: skip
+    gold = write_jsonl(tmp_path / "gold.jsonl", [
+        {"id": f"g{i}", "text": text, "labels": list(labels), "dataset": "taught", "entities": entities}
+        for i in range(3)
+    ])  # fmt: skip
+    out = tmp_path / "pred.jsonl"
+    process = _torchrun(["eval", str(gold), "-m", str(tiny.base), "--adapter", str(tiny.adapter), "--window", "1",
+                         "--predictions-out", str(out), "--json", "-q"])  # fmt: skip
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    [d] = json.loads(stdout)["datasets"]  # one report: rank 1 prints nothing
+    assert d["b2ner"]["f1"] == 1.0 and d["strict"]["f1"] == 1.0
+    assert [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()] == ["g0", "g1", "g2"]
+    manifest = json.loads(Path(f"{out}.meta.json").read_text(encoding="utf-8"))
+    # windows of 1: rank 0 has g0 and g2, rank 1 has g1
+    assert manifest["distributed"] == {"world_size": 2, "records_per_rank": [2, 1]}
+    assert manifest["records_written"] == 3 and manifest["stats"]["documents"] == 3
+
+
 def test_launch_detection_and_shares() -> None:
     env = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "node0", "MASTER_PORT": "29500"}
     assert detect_launch(env) == Launch(3, 4, 1)

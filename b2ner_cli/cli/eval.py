@@ -17,7 +17,7 @@ from ..evaluation.report import Report
 from ..evaluation.sweep import parse_thresholds
 from ..io.writers import JsonlWriter, write_json_atomic
 from ..models.spec import ModelSpec
-from ..runs.settings import DEFAULT_BATCH_SIZE, ExtractSettings
+from ..runs.settings import DEFAULT_BATCH_SIZE, DEFAULT_WINDOW, ExtractSettings
 from .common import (
     AdapterOption,
     BatchSizeOption,
@@ -25,6 +25,7 @@ from .common import (
     ModelOption,
     OfflineOption,
     QuietOption,
+    WindowOption,
     boundary,
     stderr_console,
 )
@@ -83,6 +84,7 @@ def eval_(
     adapter: AdapterOption = None,
     offline: OfflineOption = False,
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    window: WindowOption = DEFAULT_WINDOW,
     predictions_out: Annotated[
         Path | None,
         typer.Option(
@@ -124,7 +126,7 @@ def eval_(
         dataset=dataset,
         model=ModelSpec(model, adapter, offline=offline) if run_model else None,
         predictions_out=predictions_out,
-        settings=ExtractSettings(batch_size=batch_size),
+        settings=ExtractSettings(batch_size=batch_size, window=window),
         bootstrap=bootstrap,
         seed=seed,
         quiet=quiet,
@@ -133,6 +135,8 @@ def eval_(
     )
     with RunView(err, quiet=quiet) as view:
         report = run_eval(spec, events=view)
+    if report is None:  # another rank of a torchrun / accelerate launch: rank 0 reports
+        return
     if run_model and not quiet:
         err.print(f"Predictions written to {report.meta['predictions']}", markup=False)
     if errors is not None:

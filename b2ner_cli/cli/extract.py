@@ -53,6 +53,7 @@ from .common import (
     QuantizeOption,
     QuietOption,
     RevisionOption,
+    WindowOption,
     boundary,
     note_printer,
     stderr_console,
@@ -212,17 +213,7 @@ def extract(
     mc_samples: Annotated[
         int, typer.Option("--mc-samples", min=1, help="Taggers: stochastic passes for --uncertainty mc-dropout.")
     ] = 8,
-    window: Annotated[
-        int,
-        typer.Option(
-            "--window",
-            min=1,
-            envvar="B2NER_WINDOW",
-            show_envvar=True,
-            help="Documents read ahead and batched together; the unit that --data-parallel and distributed "
-            "ranks share out.",
-        ),
-    ] = DEFAULT_WINDOW,
+    window: WindowOption = DEFAULT_WINDOW,
     resume: Annotated[
         bool,
         typer.Option(

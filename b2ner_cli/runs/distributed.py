@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import chain, islice
@@ -31,6 +31,7 @@ from ..errors import InputError, UsageError
 from ..io.output import AtomicFile
 from ..io.readers import Document, read_documents
 from ..io.writers import dumps, write_json_atomic
+from ..records import Record
 from .recognizer import LoadOptions, load_recognizer
 from .run import (
     Events,
@@ -38,6 +39,7 @@ from .run import (
     Loading,
     Note,
     Progress,
+    RecordSink,
     RunResult,
     RunSpec,
     Stopped,
@@ -401,5 +403,57 @@ def execute_rank(spec: RunSpec, launch: Launch, events: Events) -> RunResult:
         for done in parts:
             done.unlink(missing_ok=True)
         return RunResult("complete", totals, written, seconds, manifest, Path(output))
+    finally:
+        group.close()
+
+
+def execute_shared(
+    spec: RunSpec, launch: Launch, documents: Iterable[Document], sink: RecordSink, events: Events
+) -> RunResult:
+    """``eval -m`` under a launch: the ranks share the windows of ``documents`` (the gold texts, held in memory
+    already), rank 0 gathers their records and writes them in input order to ``sink``; the others write nothing."""
+    emit: Events = events if launch.primary else (lambda _: None)
+    if spec.data_parallel > 1:
+        raise UsageError("--data-parallel does not combine with torchrun or accelerate launch.")
+    place_on_gpu(launch, spec.model.device)
+    group = TorchGroup(launch)
+    try:
+        emit(Loading(spec.model))
+        quiet = spec.quiet or not launch.primary
+        recognizer = load_recognizer(spec.model, LoadOptions(quiet, lambda line: emit(Note(line))))
+        task = prepare(spec, recognizer)
+        described = dict(recognizer.describe())
+        emit(Loaded(described))
+        manifest = manifest_of(spec, task)
+        stats = RunStats()
+        back = dict(spec.label_map)
+        start = time.time()
+        done: list[tuple[int, list[Record]]] = []
+        for number, window in mine(launch, iter(documents), spec.task.settings.window):
+            done.append((number, [r.relabeled(back) for r in recognizer.recognize(window, task, stats)]))
+            emit(Progress(stats, time.time() - start))
+        seconds = time.time() - start
+        items = group.gather({"windows": done, "stats": stats.to_dict()})
+        if items is None:
+            return RunResult("complete", stats, sum(len(r) for _, r in done), seconds, {}, None, primary=False)
+        ordered = sorted((number, records) for item in items for number, records in item["windows"])
+        for _, records in ordered:
+            for record in records:
+                sink.write(record)
+        sink.close(True)
+        totals = stats_of(items)
+        per_rank = [sum(len(r) for _, r in item["windows"]) for item in items]
+        manifest.update(
+            described,
+            status="complete",
+            finished_at=now(),
+            records_written=sink.count,
+            stats=totals.to_dict(),
+            distributed={"world_size": launch.world_size, "records_per_rank": per_rank},
+        )
+        meta = spec.output.meta_path()
+        if meta is not None:
+            write_json_atomic(meta, manifest)
+        return RunResult("complete", totals, sink.count, seconds, manifest, sink.path)
     finally:
         group.close()

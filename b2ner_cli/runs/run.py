@@ -224,14 +224,16 @@ def execute(
 ) -> RunResult:
     """Run ``spec`` (on ``documents`` instead of its inputs when given; with an already loaded ``recognizer``)."""
     emit = events or _ignore
-    if documents is None and recognizer is None:
+    if recognizer is None:  # a loaded recognizer (the trainer's dev scoring) is this process's own business
         from .distributed import detect_launch
 
         launch = detect_launch()
         if launch is not None:  # torchrun / accelerate launch: this rank's share, merged by rank 0
-            from .distributed import execute_rank
+            from .distributed import execute_rank, execute_shared
 
-            if sink is not None:
+            if documents is not None and sink is not None:  # eval -m: gold texts in, predictions gathered
+                return execute_shared(spec, launch, documents, sink, emit)
+            if sink is not None or documents is not None:
                 raise UsageError("A distributed run writes JSONL to a file.", "Use --format jsonl with -o FILE.")
             return execute_rank(spec, launch, emit)
     source = documents if documents is not None else read_documents(spec.inputs, spec.read)
