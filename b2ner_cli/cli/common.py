@@ -160,6 +160,16 @@ BatchSizeOption = Annotated[
         help="Most prompts generated together in one batch.",
     ),
 ]
+WindowOption = Annotated[
+    int,
+    typer.Option(
+        "--window",
+        min=1,
+        envvar="B2NER_WINDOW",
+        show_envvar=True,
+        help="Documents read ahead and batched together; the unit that distributed ranks share out.",
+    ),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
 LabelsOption = Annotated[
     str | None, typer.Option("--labels", "-l", help='Comma-separated labels, e.g. "person,organization,location".')

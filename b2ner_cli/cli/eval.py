@@ -20,7 +20,7 @@ from ..evaluation.report import Report
 from ..evaluation.sweep import parse_thresholds
 from ..io.writers import JsonlWriter, write_json_atomic
 from ..models.spec import ModelSpec
-from ..runs.settings import DEFAULT_BATCH_SIZE, ExtractSettings
+from ..runs.settings import DEFAULT_BATCH_SIZE, DEFAULT_WINDOW, ExtractSettings
 from .common import (
     AdapterOption,
     BatchSizeOption,
@@ -28,6 +28,7 @@ from .common import (
     ModelOption,
     OfflineOption,
     QuietOption,
+    WindowOption,
     boundary,
     stderr_console,
 )
@@ -99,6 +100,7 @@ def eval_(
     ] = False,
     offline: OfflineOption = False,
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    window: WindowOption = DEFAULT_WINDOW,
     predictions_out: Annotated[
         Path | None,
         typer.Option(
@@ -163,7 +165,7 @@ def eval_(
     if cascade_spec is not None:
         model_spec = replace(model_spec, cascade=cascade_spec)
         check_cascade(model_spec)
-    settings = ExtractSettings(batch_size=batch_size, uncertainty=uncertainty.value)
+    settings = ExtractSettings(batch_size=batch_size, uncertainty=uncertainty.value, window=window)
     if sweep_threshold is not None:
         _sweep(err, gold, gold_format.value, dataset, model_spec, sweep_threshold, settings, quiet, as_json, output)
         return
@@ -184,6 +186,8 @@ def eval_(
     )
     with RunView(err, quiet=quiet) as view:
         report = run_eval(spec, events=view)
+    if report is None:  # another rank of a torchrun / accelerate launch: rank 0 reports
+        return
     if run_model and not quiet:
         err.print(f"Predictions written to {report.meta['predictions']}", markup=False)
     if errors is not None:

@@ -26,7 +26,14 @@ from ..models.spec import ModelSpec
 from ..runs.labels import LabelSources, resolve_labels
 from ..runs.recognizer import recognizer_kind
 from ..runs.run import OutputSpec, RunResult, RunSpec, check, execute, preview
-from ..runs.settings import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_TOKENS, DEFAULT_CHUNK_TOKENS, ExtractSettings, Task
+from ..runs.settings import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_CHUNK_TOKENS,
+    DEFAULT_WINDOW,
+    ExtractSettings,
+    Task,
+)
 from .common import (
     AdapterOption,
     AdapterRevisionOption,
@@ -47,6 +54,7 @@ from .common import (
     QuantizeOption,
     QuietOption,
     RevisionOption,
+    WindowOption,
     boundary,
     note_printer,
     stderr_console,
@@ -229,6 +237,7 @@ def extract(
     mc_samples: Annotated[
         int, typer.Option("--mc-samples", min=1, help="Taggers: stochastic passes for --uncertainty mc-dropout.")
     ] = 8,
+    window: WindowOption = DEFAULT_WINDOW,
     resume: Annotated[
         bool,
         typer.Option(
@@ -285,6 +294,7 @@ def extract(
         min_score=min_score,
         uncertainty=uncertainty.value,
         mc_samples=mc_samples,
+        window=window,
     )
     model_spec = ModelSpec(
         model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter, offline=offline,
@@ -340,7 +350,7 @@ def extract(
     to_terminal = output in (None, "-") and sys.stdout.isatty()
     with RunView(err, quiet=quiet, records_to_terminal=to_terminal) as view:
         result = execute(spec, sink=sink, events=view)
-    if not quiet:
+    if not quiet and result.primary:
         _summary(err, result, output, max_new_tokens, "window" if kind == "tagger" else "prompt")
         if cascade_spec is not None:
             err.print(cascade_summary(result.stats.cascade), markup=False)

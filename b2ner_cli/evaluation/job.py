@@ -56,8 +56,9 @@ class EvalSpec:
         return self.predictions_out or Path(self.gold.name + ".predictions.jsonl")
 
 
-def run_eval(spec: EvalSpec, events: Events | None = None) -> Report:
-    """Score predictions against gold with both metrics (an upstream predictions file holds both)."""
+def run_eval(spec: EvalSpec, events: Events | None = None) -> Report | None:
+    """Score predictions against gold with both metrics (an upstream predictions file holds both); None on the ranks
+    of a distributed ``eval -m`` other than rank 0."""
     meta: dict[str, object] = {"b2ner_version": __version__, "gold": str(spec.gold), "metrics": METRICS}
     gold = spec.gold
     target = spec.predictions_target()
@@ -99,6 +100,10 @@ def run_eval(spec: EvalSpec, events: Events | None = None) -> Report:
                 quiet=spec.quiet,
                 map_labels=spec.map_labels,
             )
+            from ..runs.distributed import detect_launch
+
+            if (launch := detect_launch()) is not None and not launch.primary:
+                return None  # a rank of a torchrun / accelerate launch: rank 0 scores and reports
             meta["predictions"] = str(target)
         else:
             raise UsageError(

@@ -173,6 +173,8 @@ class RunResult:
     seconds: float
     manifest: dict[str, object]
     output: Path | None
+    #: False on the ranks of a distributed run other than rank 0 (they report nothing).
+    primary: bool = True
 
 
 def is_text_input(path: str, options: ReadOptions) -> bool:
@@ -228,6 +230,18 @@ def execute(
 ) -> RunResult:
     """Run ``spec`` (on ``documents`` instead of its inputs when given; with an already loaded ``recognizer``)."""
     emit = events or _ignore
+    if recognizer is None:  # a loaded recognizer (the trainer's dev scoring) is this process's own business
+        from .distributed import detect_launch
+
+        launch = detect_launch()
+        if launch is not None:  # torchrun / accelerate launch: this rank's share, merged by rank 0
+            from .distributed import execute_rank, execute_shared
+
+            if documents is not None and sink is not None:  # eval -m: gold texts in, predictions gathered
+                return execute_shared(spec, launch, documents, sink, emit)
+            if sink is not None or documents is not None:
+                raise UsageError("A distributed run writes JSONL to a file.", "Use --format jsonl with -o FILE.")
+            return execute_rank(spec, launch, emit)
     source = documents if documents is not None else read_documents(spec.inputs, spec.read)
     done = None
     if spec.resume:  # before any model loads: a wrong file fails fast
@@ -244,14 +258,10 @@ def execute(
         if recognizer is None:
             emit(Loading(spec.model))
             recognizer = load_recognizer(spec.model, LoadOptions(spec.quiet, lambda line: emit(Note(line))))
-        if task.labels is None and recognizer.labels() is not None:
-            task = replace(task, labels=recognizer.labels())
-        if spec.auto_batch_tokens:
-            suggested = recognizer.suggest_batch_tokens()
-            task = replace(task, settings=replace(task.settings, batch_tokens=suggested or DEFAULT_BATCH_TOKENS))
+        task = prepare(spec, recognizer)
         described.update(recognizer.describe())
         emit(Loaded(described))
-    manifest = _manifest(spec, task)
+    manifest = manifest_of(spec, task)
     stats = RunStats()
     out: RecordSink
     if sink is None:
@@ -293,7 +303,7 @@ def execute(
         manifest.update(
             described,
             status=status,
-            finished_at=_now(),
+            finished_at=now(),
             records_written=out.count,
             stats=stats.to_dict(),
         )
@@ -308,6 +318,17 @@ def execute(
         if partial is not None:
             emit(Stopped(partial, out.count))
     return RunResult(status, stats, out.count, seconds, manifest, out.path)
+
+
+def prepare(spec: RunSpec, recognizer: Recognizer) -> Task:
+    """The task as the loaded recognizer completes it: its own labels when none were given, its batch budget."""
+    task = spec.task
+    if task.labels is None and recognizer.labels() is not None:
+        task = replace(task, labels=recognizer.labels())
+    if spec.auto_batch_tokens:
+        suggested = recognizer.suggest_batch_tokens()
+        task = replace(task, settings=replace(task.settings, batch_tokens=suggested or DEFAULT_BATCH_TOKENS))
+    return task
 
 
 def count_documents(paths: Iterable[str], options: ReadOptions) -> int | None:
@@ -350,17 +371,17 @@ def _parallel(
     yield from parallel_stream(documents, model, task, devices, stats, window=window, described=described)
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _manifest(spec: RunSpec, task: Task) -> dict[str, object]:
+def manifest_of(spec: RunSpec, task: Task) -> dict[str, object]:
     settings = task.settings
     labels = task.labels
     return {
         "b2ner_version": __version__,
         "prompt_id": PROMPT_ID,
-        "started_at": _now(),
+        "started_at": now(),
         "data_parallel": spec.data_parallel,
         "labels": list(labels.names) if labels else None,
         "label_descriptions": bool(labels and labels.descriptions),
