@@ -279,3 +279,15 @@ def test_the_wheel_ships_the_taxonomy(tmp_path: Path) -> None:
     location, types, datasets, problems = done.stdout.split()
     assert location.startswith(str(target))
     assert int(types) == len(load().types) and int(datasets) == len(load().datasets) and problems == "0"
+
+
+def test_tables_never_cut_the_names_users_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # a narrow terminal, or a pipe
+    taxonomy = load()
+    result = cli("taxonomy", "search", "公司", "--limit", "10")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    hits = search("公司", limit=10, taxonomy=taxonomy)
+    for hit in hits:  # each name whole on one line, in both languages
+        assert any(hit.entry.zh in line and hit.entry.en in line for line in lines), hit.entry.zh
+    assert "…" not in result.stdout

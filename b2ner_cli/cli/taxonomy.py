@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -31,6 +33,23 @@ LangOption = Annotated[Lang, typer.Option("--lang", help="Names in en or zh; aut
 
 def _lang(choice: Lang, text: str = "") -> str:
     return ("zh" if has_han(text) else "en") if choice is Lang.auto else choice.value
+
+
+def names_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, whole: Sequence[int], title: str | None = None
+) -> Table:
+    """A table whose ``whole`` columns (names users copy into --labels) are never wrapped or cut, at any width and
+    when piped; the other columns wrap around them. Every cell is printed as is (no markup)."""
+    table = Table(title=escape(title) if title else None)
+    for index, header in enumerate(headers):
+        if index in whole:
+            widest = max([cell_len(header)] + [cell_len(row[index]) for row in rows])
+            table.add_column(header, no_wrap=True, min_width=widest)
+        else:
+            table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    return table
 
 
 def _out() -> Console:
@@ -86,15 +105,9 @@ def search(
     if not hits:
         stderr_console().print(f'No entity type matches "{query}".', markup=False)
         raise typer.Exit(1)
-    table = Table("name", "other language", "description", "match")
-    for hit in hits:
-        other = "zh" if language == "en" else "en"
-        table.add_row(
-            *(
-                escape(cell)
-                for cell in (hit.entry.name(language), hit.entry.name(other), hit.entry.description(language), hit.why)
-            )
-        )
+    other = "zh" if language == "en" else "en"
+    rows = [(h.entry.name(language), h.entry.name(other), h.entry.description(language), h.why) for h in hits]
+    table = names_table(("name", "other language", "description", "match"), rows, whole=(0, 1))
     _out().print(table)
 
 
@@ -189,9 +202,9 @@ def _list_dataset(taxonomy: Taxonomy, name: str, lang: Lang, as_json: bool) -> N
             ensure_ascii=False, indent=2,
         ))  # fmt: skip
         return
-    table = Table("tag", "canonical name", title=escape(f"{found.title} ({found.language}, {found.domain})"))
-    for raw, names in found.labels.items():
-        table.add_row(escape(raw), escape(", ".join(taxonomy.types[n].name(language) for n in names)))
+    rows = [(raw, ", ".join(taxonomy.types[n].name(language) for n in names)) for raw, names in found.labels.items()]
+    title = f"{found.title} ({found.language}, {found.domain})"
+    table = names_table(("tag", "canonical name"), rows, whole=(0, 1), title=title)
     stderr_console().print(table)
     typer.echo(",".join(labels))
 
@@ -226,8 +239,7 @@ def suggest(
             ensure_ascii=False, indent=2,
         ))  # fmt: skip
         return
-    table = Table("given", "use", "why")
-    for s in suggestions:
-        table.add_row(escape(s.raw), escape(s.name(language)), escape(s.reason))
+    rows = [(s.raw, s.name(language), s.reason) for s in suggestions]
+    table = names_table(("given", "use", "why"), rows, whole=(0, 1))
     stderr_console().print(table)
     typer.echo(line)
