@@ -229,7 +229,7 @@ def _assemble(
         generation = chunk.generation
         assert generation is not None
         parsed = parse_answer(generation.answer, chunk.labels.names, truncated=not generation.finished)
-        scores = mention_confidences(generator, generation, chunk.labels.names)
+        scores = mention_confidences(generator, generation, chunk.labels.names) if parsed.pairs else {}
         found, missing = ground(chunk.text, parsed.pairs, chunk.labels.names, scores)
         if settings.min_score is not None:
             found = [e for e in found if e.score is None or e.score >= settings.min_score]

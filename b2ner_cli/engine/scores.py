@@ -40,9 +40,12 @@ def token_texts(tokenizer: Any, tokens: Sequence[int]) -> list[str]:
     ids = [int(t) for t in tokens]
     if not ids:
         return []
-    prefixes: list[str] = tokenizer.batch_decode(
-        [ids[: k + 1] for k in range(len(ids))], skip_special_tokens=True, clean_up_tokenization_spaces=False
-    )
+    batch = [ids[: k + 1] for k in range(len(ids))]
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # a fast tokenizer: its Rust decoder directly (what decode() calls, without the clean-up)
+        prefixes: list[str] = backend.decode_batch(batch, skip_special_tokens=True)
+    else:
+        prefixes = tokenizer.batch_decode(batch, skip_special_tokens=True, clean_up_tokenization_spaces=False)
     answer = prefixes[-1]
     texts = []
     done = 0
