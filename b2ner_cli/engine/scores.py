@@ -41,10 +41,14 @@ def token_texts(tokenizer: Any, tokens: Sequence[int]) -> list[str]:
     if not ids:
         return []
     batch = [ids[: k + 1] for k in range(len(ids))]
+    prefixes: list[str] = []
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:  # a fast tokenizer: its Rust decoder directly (what decode() calls, without the clean-up)
-        prefixes: list[str] = backend.decode_batch(batch, skip_special_tokens=True)
-    else:
+        prefixes = backend.decode_batch(batch, skip_special_tokens=True)
+        whole = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        if prefixes[-1] != whole:  # a tokenizer whose decode() does more than its backend: decode as it does
+            prefixes = []
+    if not prefixes:
         prefixes = tokenizer.batch_decode(batch, skip_special_tokens=True, clean_up_tokenization_spaces=False)
     answer = prefixes[-1]
     texts = []
