@@ -37,6 +37,22 @@ from b2ner_cli.testing import build_bert, build_wordpiece_tokenizer
 LABELS = ("person", "organization", "location")
 
 
+def conll_corpus(count: int) -> list[str]:
+    """The sentences of ../shared/data/conll2003-train-200.txt (tokens joined by spaces), repeated to ``count``."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003-train-200.txt"
+    sentences, tokens = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            if tokens:
+                sentences.append(" ".join(tokens))
+            tokens = []
+        elif not line.startswith("-DOCSTART-"):
+            tokens.append(line.split()[0])
+    if tokens:
+        sentences.append(" ".join(tokens))
+    return [sentences[i % len(sentences)] for i in range(count)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=1000)
@@ -48,13 +64,18 @@ def main() -> None:
     parser.add_argument("--llm-docs", type=int, default=200, help="documents for the recognizer-level comparison")
     parser.add_argument("--llm-hidden", type=int, default=64, help="hidden size of the tiny random Llama")
     parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument(
+        "--corpus", choices=("synthetic", "conll2003"), default="synthetic",
+        help="synthetic: short news-like sentences of similar length; conll2003: the real CoNLL-2003 sentences of "
+        "../shared/data (lengths vary as in real text), repeated up to --docs",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from transformers import BertConfig, BertForTokenClassification, pipeline
 
-    docs = [d.text for d in synthetic_corpus(args.docs, 0)]
+    docs = conll_corpus(args.docs) if args.corpus == "conll2003" else [d.text for d in synthetic_corpus(args.docs, 0)]
     tokenizer = build_wordpiece_tokenizer([d.text for d in synthetic_corpus(500, 1)] + docs, vocab_size=4000)
     encoder = build_bert(len(tokenizer), hidden=args.hidden, layers=args.layers, heads=max(1, args.hidden // 64))
     lengths = [len(ids) for ids in tokenizer(docs)["input_ids"]]
