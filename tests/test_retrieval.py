@@ -11,6 +11,7 @@ import pytest
 from helpers import cli, read_jsonl, write_jsonl
 from trained import Trained
 
+from b2ner_cli.engine.base import Generation
 from b2ner_cli.errors import InputError, UsageError
 from b2ner_cli.retrieval.store import open_store, sentence_vectors, tagger_fingerprint
 
@@ -135,3 +136,48 @@ def test_demos_are_refused_with_examples_or_descriptions(store: Path, tmp_path: 
     labels.write_text(json.dumps({"person": "a human being"}))
     described = cli("extract", str(query), "--labels-file", str(labels), "--demos", str(store), "--dry-run")
     assert described.exit_code == 2 and "label descriptions" in described.stderr
+
+
+class RecordingGenerator:
+    """Answers None to everything and keeps every instruction it was given (one token per word)."""
+
+    max_new_tokens = 16
+
+    def __init__(self) -> None:
+        self.instructions: list[str] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def encode(self, instruction: str) -> list[int]:
+        self.instructions.append(instruction)
+        return [1] * (len(instruction.split()) + 1)
+
+    def generate(self, batch: list[list[int]]) -> list[Generation]:
+        return [Generation(" None", 1, True) for _ in batch]
+
+    def describe(self) -> dict[str, object]:
+        return {}
+
+
+def test_an_llm_run_prompts_each_document_with_its_own_demonstrations(store: Path, tmp_path: Path) -> None:
+    from b2ner_cli.models.spec import ModelSpec
+    from b2ner_cli.pipeline import LLMRecognizer
+    from b2ner_cli.prompts import LabelSet
+    from b2ner_cli.retrieval.demos import DemoSpec
+    from b2ner_cli.runs.run import OutputSpec, RunSpec, execute
+    from b2ner_cli.runs.settings import Task
+
+    query = tmp_path / "q.txt"
+    query.write_text("Yesterday David Lee flew to Tokyo\nIn Rome , Emma met friends\n")
+    out = tmp_path / "out.jsonl"
+    spec = RunSpec(ModelSpec("b2ner-7b", device="cpu"), Task.of(LabelSet(("person", "location"))), (str(query),),
+                   output=OutputSpec(str(out)), demos=DemoSpec(str(store), 1))  # fmt: skip
+    generator = RecordingGenerator()
+    result = execute(spec, recognizer=LLMRecognizer(generator))  # type: ignore[arg-type]
+    assert result.status == "complete" and len(read_jsonl(out)) == 2
+    assert result.manifest["demos"] == {"store": str(store), "shots": 1}
+    first, second = generator.instructions
+    assert f"Text: {ROWS[0]['text']} \nAnswer: {ANSWERS[0]} \n\nText: Yesterday David Lee flew to Tokyo \n" in first
+    assert f"Text: {ROWS[2]['text']} \nAnswer: None \n\nText: In Rome , Emma met friends \n" in second
+    assert json.loads((tmp_path / "out.jsonl.meta.json").read_text())["demos"]["shots"] == 1
