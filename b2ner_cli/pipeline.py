@@ -78,6 +78,8 @@ def instruction_for(
 ) -> tuple[Lang, str]:
     label_set = label_set_for(document, labels)
     resolved = resolve_lang(lang, label_set)
+    if document.examples is not None:
+        examples = document.examples
     check_prompt_kind(label_set, examples, document.source or document.id)
     return resolved, build_instruction(text, label_set, resolved, examples)
 

@@ -23,6 +23,7 @@ from ..io.readers import ReadOptions
 from ..io.writers import JsonlWriter
 from ..models.placement import parse_max_memory
 from ..models.spec import ModelSpec
+from ..retrieval.demos import DemoSpec
 from ..runs.labels import LabelSources, resolve_labels
 from ..runs.recognizer import recognizer_kind
 from ..runs.run import OutputSpec, RunResult, RunSpec, check, execute, preview
@@ -99,6 +100,8 @@ EPILOG = """[bold]Examples[/]
 
   b2ner extract test.conll --labels-from-dataset conll2003 -o test.predictions.jsonl   # then: b2ner eval test.conll ...
 
+  b2ner extract test.txt -l "person,location" --demos ./train-store --shots 3   # store from b2ner index
+
   b2ner extract notes.txt -m ./my-tagger --uncertainty entropy -o notes.jsonl   # a tagger from finetune --head
 
   b2ner extract notes.txt -m ./my-tagger --cascade b2ner-7b --threshold 0.4 -o notes.jsonl   # LinkNER cascade
@@ -134,6 +137,14 @@ def extract(
         Path | None,
         typer.Option("--examples", help='Few-shot examples, JSONL of {"text", "answer"} or {"text", "entities"}.'),
     ] = None,
+    demos: Annotated[
+        str | None,
+        typer.Option(
+            "--demos",
+            help="A store from `b2ner index`: each document's nearest training sentences become its few-shot examples.",
+        ),
+    ] = None,
+    shots: Annotated[int, typer.Option("--shots", min=1, help="With --demos: demonstrations per document.")] = 3,
     lang: LangOption = Lang.auto,
     model: ModelOption = None,
     adapter: AdapterOption = None,
@@ -329,6 +340,7 @@ def extract(
         quiet=quiet,
         input_files=tuple(str(p) for p in (labels_file, examples) if p is not None),
         resume=resume,
+        demos=DemoSpec(demos, shots) if demos is not None else None,
     )
     check(spec)
     if dry_run_:

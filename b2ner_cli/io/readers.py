@@ -14,7 +14,7 @@ from typing import BinaryIO, Literal
 
 from ..errors import InputError, UsageError
 from ..labels import json_object_pairs, labels_from_json
-from ..prompts import LabelSet
+from ..prompts import Example, LabelSet
 from .conll import CONLL_SUFFIXES, conll_sentences, join_tokens
 from .unicode import check_unicode
 
@@ -56,6 +56,8 @@ class Document:
     labels: LabelSet | None = None
     #: where the document came from (``file:line``), for error messages.
     source: str = ""
+    #: few-shot examples for this document only (``--demos``: its nearest training sentences); None: the run's.
+    examples: tuple[Example, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from ..io.writers import JsonlWriter, write_json_atomic
 from ..models.spec import ModelSpec
 from ..prompts import PROMPT_ID, check_prompt_kind
 from ..records import Record
+from ..retrieval.demos import DemoSpec
 from .labels import model_labels
 from .recognizer import LoadOptions, Recognizer, load_recognizer, recognizer_kind, stream
 from .settings import DEFAULT_BATCH_TOKENS, RunStats, Task
@@ -162,6 +163,8 @@ class RunSpec:
     input_files: tuple[str, ...] = ()
     #: continue an interrupted run from the records already in ``output.path`` (see :mod:`b2ner_cli.runs.resume`).
     resume: bool = False
+    #: ``--demos STORE``: each document's nearest training sentences are its few-shot examples.
+    demos: DemoSpec | None = None
 
 
 @dataclass
@@ -210,6 +213,38 @@ def check(spec: RunSpec, extra_outputs: Mapping[str, str | Path | None] | None =
         )
     if labels is not None:
         check_prompt_kind(labels, spec.task.examples)
+    if spec.demos is not None:
+        check_demos(spec, kind)
+
+
+def check_demos(spec: RunSpec, kind: str) -> None:
+    """``--demos`` prompts the LLM with retrieved examples: not with --examples, label descriptions or taggers."""
+    assert spec.demos is not None
+    if spec.task.examples:
+        raise UsageError("--demos and --examples both give few-shot examples.", "Use one of them.")
+    labels = spec.task.labels
+    if labels is not None and labels.descriptions is not None:
+        raise UsageError(
+            "--demos gives few-shot examples, which cannot be combined with label descriptions.",
+            "Use labels without descriptions, or drop --demos.",
+        )
+    if kind != "llm":
+        raise UsageError("--demos adds demonstrations to the B2NER LLM's prompt; -m here is not an LLM.",
+                         "Use -m with a B2NER model (e.g. b2ner-7b).")  # fmt: skip
+    from ..retrieval.store import STORE_JSON
+
+    if not (Path(spec.demos.store).expanduser() / STORE_JSON).is_file():
+        raise UsageError(f"--demos {spec.demos.store} is not a b2ner store (it has no {STORE_JSON}).",
+                         "Build one with `b2ner index TRAIN -m TAGGER -o STORE`.")  # fmt: skip
+
+
+def with_demos(spec: RunSpec, documents: Iterable[Document]) -> Iterable[Document]:
+    """The documents with their retrieved demonstrations when the run asks for them (loads the store's tagger)."""
+    if spec.demos is None:
+        return documents
+    from ..retrieval.demos import Demonstrations
+
+    return Demonstrations.load(spec.demos, device=spec.model.device).attach(documents)
 
 
 def preview(spec: RunSpec) -> Iterator[dict[str, str]]:
@@ -217,7 +252,8 @@ def preview(spec: RunSpec) -> Iterator[dict[str, str]]:
     from ..pipeline import dry_run
 
     settings = spec.task.settings
-    yield from dry_run(read_documents(spec.inputs, spec.read), spec.task.labels, spec.task.examples, settings.lang)
+    documents = with_demos(spec, read_documents(spec.inputs, spec.read))
+    yield from dry_run(documents, spec.task.labels, spec.task.examples, settings.lang)
 
 
 def execute(
@@ -239,6 +275,9 @@ def execute(
 
             if documents is not None and sink is not None:  # eval -m: gold texts in, predictions gathered
                 return execute_shared(spec, launch, documents, sink, emit)
+            if spec.demos is not None:
+                raise UsageError("--demos does not run under torchrun or accelerate launch yet.",
+                                 "Run it in one process; --data-parallel works.")  # fmt: skip
             if sink is not None or documents is not None:
                 raise UsageError("A distributed run writes JSONL to a file.", "Use --format jsonl with -o FILE.")
             return execute_rank(spec, launch, emit)
@@ -251,6 +290,7 @@ def execute(
             raise UsageError("--resume continues a JSONL output file.", "Use --format jsonl with -o FILE.")
         done = read_done(spec.output.path)
         source = skip_done(source, done)
+    source = with_demos(spec, source)
     task = spec.task
     parallel = recognizer is None and spec.data_parallel > 1
     described: dict[str, object] = {}
@@ -386,6 +426,7 @@ def manifest_of(spec: RunSpec, task: Task) -> dict[str, object]:
         "labels": list(labels.names) if labels else None,
         "label_descriptions": bool(labels and labels.descriptions),
         "few_shot_examples": len(task.examples),
+        "demos": spec.demos.to_dict() if spec.demos is not None else None,
         "language": settings.lang,
         "settings": {
             "flat": settings.flat,
