@@ -193,3 +193,49 @@ QuantizeOption = Annotated[
     Quantize, typer.Option("--quantize", help="auto: 4-bit NF4 only when the model does not fit in GPU memory.")
 ]
 MaxNewTokensOption = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Cap on answer tokens per prompt.")]
+
+
+class Uncertainty(str, Enum):
+    confidence = "confidence"
+    entropy = "entropy"
+    evidential = "evidential"
+    mc_dropout = "mc-dropout"
+
+
+class CascadeMode(str, Enum):
+    span = "span"
+    sentence = "sentence"
+
+
+# The taggers and the LinkNER cascade (extract and eval).
+CascadeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cascade",
+        help="LinkNER cascade: -m is a tagger; documents with an entity whose uncertainty exceeds --threshold "
+        "go to this B2NER LLM (alias, Hub id or directory), loaded only if some document is routed.",
+    ),
+]
+CascadeAdapterOption = Annotated[
+    str | None,
+    typer.Option("--cascade-adapter", help="Adapter of the --cascade LLM [default: as for -m LLM]."),
+]
+ThresholdOption = Annotated[
+    float | None,
+    typer.Option("--threshold", help="Cascade: entities with uncertainty above this go to the LLM [default: 0.4]."),
+]
+CascadeModeOption = Annotated[
+    CascadeMode | None,
+    typer.Option(
+        "--cascade-mode",
+        help="span: an uncertain entity the LLM also finds takes its label, else it is dropped; "
+        "sentence: the LLM's entities replace the routed document's [default: span].",
+    ),
+]
+UncertaintyOption = Annotated[
+    Uncertainty,
+    typer.Option(
+        "--uncertainty",
+        help="Taggers (-m TAGGER_DIR): how each entity's uncertainty is computed (crf taggers give none).",
+    ),
+]

@@ -24,15 +24,20 @@ from ..runs.settings import DEFAULT_BATCH_SIZE, DEFAULT_WINDOW, ExtractSettings
 from .common import (
     AdapterOption,
     BatchSizeOption,
+    CascadeAdapterOption,
+    CascadeModeOption,
+    CascadeOption,
     JsonOption,
     ModelOption,
     OfflineOption,
     QuietOption,
+    ThresholdOption,
+    Uncertainty,
+    UncertaintyOption,
     WindowOption,
     boundary,
     stderr_console,
 )
-from .extract import CascadeMode, Uncertainty
 from .render import RunView
 
 EPILOG = """[bold]Examples[/]
@@ -125,23 +130,11 @@ def eval_(
             help="F1 when entities scoring below each threshold are dropped: 0,0.25,0.5 or start:stop:step.",
         ),
     ] = None,
-    cascade: Annotated[
-        str | None,
-        typer.Option("--cascade", help="LinkNER cascade: -m is a tagger; uncertain entities go to this B2NER LLM."),
-    ] = None,
-    cascade_adapter: Annotated[
-        str | None, typer.Option("--cascade-adapter", help="Adapter of the --cascade LLM [default: as for -m LLM].")
-    ] = None,
-    threshold: Annotated[
-        float | None,
-        typer.Option("--threshold", help="Cascade: entities with uncertainty above this go to the LLM [default: 0.4]."),
-    ] = None,
-    cascade_mode: Annotated[
-        CascadeMode | None, typer.Option("--cascade-mode", help="Cascade: span or sentence [default: span].")
-    ] = None,
-    uncertainty: Annotated[
-        Uncertainty, typer.Option("--uncertainty", help="Taggers: how each entity's uncertainty is computed.")
-    ] = Uncertainty.confidence,
+    cascade: CascadeOption = None,
+    cascade_adapter: CascadeAdapterOption = None,
+    threshold: ThresholdOption = None,
+    cascade_mode: CascadeModeOption = None,
+    uncertainty: UncertaintyOption = Uncertainty.confidence,
     sweep_threshold: Annotated[
         str | None,
         typer.Option(

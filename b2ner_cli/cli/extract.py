@@ -39,6 +39,9 @@ from .common import (
     AdapterOption,
     AdapterRevisionOption,
     BatchSizeOption,
+    CascadeAdapterOption,
+    CascadeModeOption,
+    CascadeOption,
     Device,
     DeviceOption,
     Dtype,
@@ -55,6 +58,9 @@ from .common import (
     QuantizeOption,
     QuietOption,
     RevisionOption,
+    ThresholdOption,
+    Uncertainty,
+    UncertaintyOption,
     WindowOption,
     boundary,
     note_printer,
@@ -66,18 +72,6 @@ from .render import RunView, TableRenderer, count
 class OutputFormat(str, Enum):
     jsonl = "jsonl"
     table = "table"
-
-
-class Uncertainty(str, Enum):
-    confidence = "confidence"
-    entropy = "entropy"
-    evidential = "evidential"
-    mc_dropout = "mc-dropout"
-
-
-class CascadeMode(str, Enum):
-    span = "span"
-    sentence = "sentence"
 
 
 class InputFormat(str, Enum):
@@ -238,13 +232,7 @@ def extract(
             "several); inputs are sharded and the output stays in input order.",
         ),
     ] = "1",
-    uncertainty: Annotated[
-        Uncertainty,
-        typer.Option(
-            "--uncertainty",
-            help="Taggers (-m TAGGER_DIR): how each entity's uncertainty is computed (crf taggers give none).",
-        ),
-    ] = Uncertainty.confidence,
+    uncertainty: UncertaintyOption = Uncertainty.confidence,
     mc_samples: Annotated[
         int, typer.Option("--mc-samples", min=1, help="Taggers: stochastic passes for --uncertainty mc-dropout.")
     ] = 8,
@@ -257,30 +245,10 @@ def extract(
             "and extract the rest.",
         ),
     ] = False,
-    cascade: Annotated[
-        str | None,
-        typer.Option(
-            "--cascade",
-            help="LinkNER cascade: -m is a tagger; documents with an entity whose uncertainty exceeds --threshold "
-            "go to this B2NER LLM (alias, Hub id or directory), loaded only if some document is routed.",
-        ),
-    ] = None,
-    cascade_adapter: Annotated[
-        str | None,
-        typer.Option("--cascade-adapter", help="Adapter of the --cascade LLM [default: as for -m LLM]."),
-    ] = None,
-    threshold: Annotated[
-        float | None,
-        typer.Option("--threshold", help="Cascade: entities with uncertainty above this go to the LLM [default: 0.4]."),
-    ] = None,
-    cascade_mode: Annotated[
-        CascadeMode | None,
-        typer.Option(
-            "--cascade-mode",
-            help="span: an uncertain entity the LLM also finds takes its label, else it is dropped; "
-            "sentence: the LLM's entities replace the routed document's [default: span].",
-        ),
-    ] = None,
+    cascade: CascadeOption = None,
+    cascade_adapter: CascadeAdapterOption = None,
+    threshold: ThresholdOption = None,
+    cascade_mode: CascadeModeOption = None,
     dry_run_: Annotated[
         bool,
         typer.Option("--dry-run", help="Print each input's prompt as JSON; loads no model (texts are not chunked)."),
