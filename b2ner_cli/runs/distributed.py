@@ -32,7 +32,7 @@ from ..io.output import AtomicFile
 from ..io.readers import Document, read_documents
 from ..io.writers import dumps, write_json_atomic
 from ..records import Record
-from .recognizer import LoadOptions, load_recognizer
+from .recognizer import LoadOptions, Recognizer, load_recognizer
 from .run import (
     Events,
     Loaded,
@@ -48,7 +48,7 @@ from .run import (
     now,
     prepare,
 )
-from .settings import RunStats
+from .settings import RunStats, Task
 
 #: numbered windows of documents.
 Windows = Iterator[tuple[int, list[Document]]]
@@ -314,6 +314,19 @@ def stats_of(items: list[dict[str, Any]]) -> RunStats:
 # -- one rank's run -------------------------------------------------------------------------------------------------
 
 
+def _load_replica(
+    spec: RunSpec, launch: Launch, emit: Events
+) -> tuple[Recognizer, Task, dict[str, object], dict[str, object]]:
+    """This rank's recognizer, the task it completes, its description and the run manifest."""
+    emit(Loading(spec.model))
+    quiet = spec.quiet or not launch.primary
+    recognizer = load_recognizer(spec.model, LoadOptions(quiet, lambda line: emit(Note(line))))
+    task = prepare(spec, recognizer)
+    described = dict(recognizer.describe())
+    emit(Loaded(described))
+    return recognizer, task, described, manifest_of(spec, task)
+
+
 def execute_rank(spec: RunSpec, launch: Launch, events: Events) -> RunResult:
     """This rank's share of ``spec``; on rank 0, the merged output and manifest (see the module docstring)."""
     output = spec.output.path
@@ -345,13 +358,7 @@ def execute_rank(spec: RunSpec, launch: Launch, events: Events) -> RunResult:
     place_on_gpu(launch, spec.model.device)
     group = TorchGroup(launch)
     try:
-        emit(Loading(spec.model))
-        quiet = spec.quiet or not launch.primary
-        recognizer = load_recognizer(spec.model, LoadOptions(quiet, lambda line: emit(Note(line))))
-        task = prepare(spec, recognizer)
-        described = dict(recognizer.describe())
-        emit(Loaded(described))
-        manifest = manifest_of(spec, task)
+        recognizer, task, described, manifest = _load_replica(spec, launch, emit)
         stats = RunStats()
         back = dict(spec.label_map)
         total = count_documents(spec.inputs, spec.read)
@@ -418,13 +425,7 @@ def execute_shared(
     place_on_gpu(launch, spec.model.device)
     group = TorchGroup(launch)
     try:
-        emit(Loading(spec.model))
-        quiet = spec.quiet or not launch.primary
-        recognizer = load_recognizer(spec.model, LoadOptions(quiet, lambda line: emit(Note(line))))
-        task = prepare(spec, recognizer)
-        described = dict(recognizer.describe())
-        emit(Loaded(described))
-        manifest = manifest_of(spec, task)
+        recognizer, task, described, manifest = _load_replica(spec, launch, emit)
         stats = RunStats()
         back = dict(spec.label_map)
         start = time.time()
