@@ -253,3 +253,14 @@ def test_detect_lang(labels: list[str], expected: str) -> None:
 def test_prompt_id_is_a_public_nonempty_string() -> None:
     assert isinstance(PROMPT_ID, str) and PROMPT_ID.strip() == PROMPT_ID != ""
     assert b2ner_cli.PROMPT_ID == PROMPT_ID
+
+
+def test_labels_ending_in_a_digit_are_kept_as_written() -> None:
+    from b2ner_cli.answers import parse_answer
+
+    labels = LabelSet(("grade 2", "level 10"), ("a school year", "a floor"))
+    got = build_instruction("t", labels, "en")
+    # spec section 2: labels_str joined by ", "; descriptions as `label means "desc"` joined by "; "
+    assert '\nLabel Set: grade 2, level 10 \nLabel Description: grade 2 means "a school year"; level 10 means ' in got
+    parsed = parse_answer(" grade 2: Ann; level 10: roof", labels.names)
+    assert parsed.pairs == [("grade 2", "Ann"), ("level 10", "roof")]
