@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -254,7 +255,14 @@ class TorchGroup:
         return items
 
     def close(self) -> None:
-        if self._owned and self._dist.is_initialized():
+        """Leave the group. After a successful run the ranks first meet once more, so that no rank tears the group
+        (and rank 0's store) down while another still talks to it: that race ended a rank with ``terminate called
+        without an active exception``."""
+        if not self._dist.is_initialized():
+            return
+        if sys.exc_info()[0] is None:  # not while an error or an interrupt is on its way out
+            self._dist.barrier(group=self._group)
+        if self._owned:
             self._dist.destroy_process_group()
 
 
