@@ -22,6 +22,7 @@ from .models.placement import DeviceChoice, DtypeChoice, Quantize
 from .models.spec import ModelSpec
 from .prompts import Example, LabelSet
 from .records import Record
+from .retrieval.knn import KnnSpec
 from .runs.recognizer import LoadOptions, Note, Recognizer, load_recognizer, stream
 from .runs.settings import ExtractSettings, RunStats, Task
 
@@ -68,12 +69,16 @@ class Extractor:
         cascade_adapter: str | None = None,
         threshold: float | None = None,
         cascade_mode: str | None = None,
+        knn: str | KnnSpec | None = None,
     ) -> Extractor:
         """Load a model (alias, Hub repo id or directory; default ``b2ner-7b``) and its adapter; imports torch.
 
         ``cascade``: ``model`` is a tagger and this LLM (with ``cascade_adapter``) checks the entities whose
         uncertainty exceeds ``threshold`` (default 0.4; ``settings.uncertainty`` says how it is computed), in
         ``cascade_mode`` ``"span"`` (default) or ``"sentence"``; the LLM loads when a first document is routed.
+
+        ``knn``: ``model`` is a tagger and this store (``b2ner index``) is mixed into its predictions (kNN-NER);
+        a :class:`~b2ner_cli.retrieval.knn.KnnSpec` overrides the store's k, lambda and temperature.
         """
         from .cascade.spec import cascade_from_flags, check_cascade
 
@@ -81,11 +86,16 @@ class Extractor:
             model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter,
             offline=offline, device=device, dtype=dtype, quantize=quantize, max_memory=ModelSpec.memory(max_memory),
             merge=merge, trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine,
+            knn=KnnSpec(knn) if isinstance(knn, str) else knn,
         )  # fmt: skip
         chosen = cascade_from_flags(cascade, adapter=cascade_adapter, threshold=threshold, mode=cascade_mode, base=spec)
         if chosen is not None:
             spec = replace(spec, cascade=chosen)
             check_cascade(spec)
+        if spec.knn is not None:
+            from .runs.run import check_knn
+
+            check_knn(spec, Task.of(None, (), settings or ExtractSettings()))
         return cls.from_spec(spec, settings, quiet=quiet, note=note)
 
     @classmethod

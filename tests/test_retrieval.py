@@ -33,7 +33,9 @@ def store(tagger: Trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = root / "store"
     result = cli("index", str(train), "-m", str(tagger.path), "-o", str(out), "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"store": str(out), "sentences": 3, "dimension": 32, "tagger": str(tagger.path)}
+    summary = json.loads(result.stdout)
+    assert {k: summary[k] for k in ("store", "sentences", "dimension", "tagger", "tuned")} == {
+        "store": str(out), "sentences": 3, "dimension": 32, "tagger": str(tagger.path), "tuned": None}
     return out
 
 

@@ -61,7 +61,7 @@ def cascade_from_flags(
             raise UsageError(f"{given[0]} only applies to a cascade.", "Add --cascade LLM (with -m TAGGER_DIR).")
         return None
     llm_spec = replace(base, model=llm, adapter=adapter, revision=None, adapter_revision=None, no_adapter=False,
-                       kind="auto", cascade=None)  # fmt: skip
+                       kind="auto", cascade=None, knn=None)  # fmt: skip
     return CascadeSpec(llm_spec, DEFAULT_THRESHOLD if threshold is None else threshold, mode or "span")
 
 

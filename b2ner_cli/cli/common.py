@@ -9,13 +9,16 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import EXIT_INTERRUPTED, EXIT_OK, B2nerError, Terminated
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, B2nerError, Terminated, UsageError
+
+if TYPE_CHECKING:
+    from ..retrieval.knn import KnnSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -239,3 +242,47 @@ UncertaintyOption = Annotated[
         help="Taggers (-m TAGGER_DIR): how each entity's uncertainty is computed (crf taggers give none).",
     ),
 ]
+
+# kNN-NER (extract and eval with -m TAGGER_DIR) and nearest-neighbour demonstrations (-m LLM).
+KnnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--knn",
+        help="kNN-NER: mix the labels of the tagger's nearest training spans/words from this store (b2ner index) "
+        "into its predictions.",
+    ),
+]
+KnnKOption = Annotated[
+    int | None, typer.Option("--knn-k", min=1, help="kNN: neighbours per span or word [default: the store's, 64].")
+]
+KnnLambdaOption = Annotated[
+    float | None,
+    typer.Option("--knn-lambda", min=0.0, max=1.0,
+                 help="kNN: weight of the neighbours, p = lambda p_kNN + (1 - lambda) p_tagger; 0 is the plain "
+                 "tagger [default: the store's, 0.3]."),
+]  # fmt: skip
+KnnTemperatureOption = Annotated[
+    float | None,
+    typer.Option("--knn-temperature", help="kNN: softmax temperature over cosines [default: the store's, 0.05]."),
+]
+DemosOption = Annotated[
+    str | None,
+    typer.Option(
+        "--demos",
+        help="A store from `b2ner index`: each document's nearest training sentences become its few-shot examples.",
+    ),
+]
+ShotsOption = Annotated[int, typer.Option("--shots", min=1, help="With --demos: demonstrations per document.")]
+
+
+def knn_spec(store: str | None, k: int | None, lam: float | None, temperature: float | None) -> KnnSpec | None:
+    """``--knn STORE`` and its overrides (a UsageError for an override without --knn)."""
+    from ..retrieval.knn import KnnSpec
+
+    if store is None:
+        given = [flag for flag, value in (("--knn-k", k), ("--knn-lambda", lam), ("--knn-temperature", temperature))
+                 if value is not None]  # fmt: skip
+        if given:
+            raise UsageError(f"{given[0]} applies with --knn STORE.", "Add --knn STORE, or drop it.")
+        return None
+    return KnnSpec(store, k, lam, temperature)

@@ -20,6 +20,7 @@ from ..evaluation.report import Report
 from ..evaluation.sweep import parse_thresholds
 from ..io.writers import JsonlWriter, write_json_atomic
 from ..models.spec import ModelSpec
+from ..retrieval.demos import DemoSpec
 from ..runs.settings import DEFAULT_BATCH_SIZE, DEFAULT_WINDOW, ExtractSettings
 from .common import (
     AdapterOption,
@@ -27,15 +28,22 @@ from .common import (
     CascadeAdapterOption,
     CascadeModeOption,
     CascadeOption,
+    DemosOption,
     JsonOption,
+    KnnKOption,
+    KnnLambdaOption,
+    KnnOption,
+    KnnTemperatureOption,
     ModelOption,
     OfflineOption,
     QuietOption,
+    ShotsOption,
     ThresholdOption,
     Uncertainty,
     UncertaintyOption,
     WindowOption,
     boundary,
+    knn_spec,
     stderr_console,
 )
 from .render import RunView
@@ -49,6 +57,10 @@ EPILOG = """[bold]Examples[/]
   b2ner eval test.bio -m b2ner-7b --map-labels   # PER/LOC prompted as person/location, scored as PER/LOC
 
   b2ner eval dev.jsonl -m ./my-tagger --cascade b2ner-7b --sweep-threshold 0:1:0.1   # pick the cascade threshold
+
+  b2ner eval dev.jsonl -m ./my-tagger --knn ./train-store   # the tagger with its kNN datastore
+
+  b2ner eval dev.jsonl -m b2ner-7b --demos ./train-store --shots 3   # nearest training sentences as examples
 """
 
 
@@ -135,6 +147,12 @@ def eval_(
     threshold: ThresholdOption = None,
     cascade_mode: CascadeModeOption = None,
     uncertainty: UncertaintyOption = Uncertainty.confidence,
+    knn: KnnOption = None,
+    knn_k: KnnKOption = None,
+    knn_lambda: KnnLambdaOption = None,
+    knn_temperature: KnnTemperatureOption = None,
+    demos: DemosOption = None,
+    shots: ShotsOption = 3,
     sweep_threshold: Annotated[
         str | None,
         typer.Option(
@@ -152,7 +170,11 @@ def eval_(
             err.print("Note: --format is now --gold-format in eval.", markup=False)
         gold_format = old_gold_format
     run_model = predictions is None and (model is not None or adapter is not None or cascade is not None)
-    model_spec = ModelSpec(model, adapter, offline=offline)
+    model_spec = ModelSpec(model, adapter, offline=offline, knn=knn_spec(knn, knn_k, knn_lambda, knn_temperature))
+    if (model_spec.knn is not None or demos is not None) and not run_model:
+        flag = "--knn" if model_spec.knn is not None else "--demos"
+        raise UsageError(f"{flag} applies when eval runs a model (-m) on the gold texts.",
+                         f"Add -m MODEL, or drop {flag}.")  # fmt: skip
     cascade_spec = cascade_from_flags(cascade, adapter=cascade_adapter, threshold=threshold, base=model_spec,
                                       mode=cascade_mode.value if cascade_mode else None)  # fmt: skip
     if cascade_spec is not None:
@@ -176,6 +198,7 @@ def eval_(
         quiet=quiet,
         outputs=(("-o", output), ("--errors", errors)),
         sweep_scores=tuple(parse_thresholds(sweep_score)) if sweep_score else (),
+        demos=DemoSpec(demos, shots) if demos is not None else None,
     )
     with RunView(err, quiet=quiet) as view:
         report = run_eval(spec, events=view)

@@ -42,10 +42,15 @@ from .common import (
     CascadeAdapterOption,
     CascadeModeOption,
     CascadeOption,
+    DemosOption,
     Device,
     DeviceOption,
     Dtype,
     DtypeOption,
+    KnnKOption,
+    KnnLambdaOption,
+    KnnOption,
+    KnnTemperatureOption,
     LabelsFileOption,
     LabelsOption,
     Lang,
@@ -58,11 +63,13 @@ from .common import (
     QuantizeOption,
     QuietOption,
     RevisionOption,
+    ShotsOption,
     ThresholdOption,
     Uncertainty,
     UncertaintyOption,
     WindowOption,
     boundary,
+    knn_spec,
     note_printer,
     stderr_console,
 )
@@ -99,6 +106,8 @@ EPILOG = """[bold]Examples[/]
   b2ner extract notes.txt -m ./my-tagger --uncertainty entropy -o notes.jsonl   # a tagger from finetune --head
 
   b2ner extract notes.txt -m ./my-tagger --cascade b2ner-7b --threshold 0.4 -o notes.jsonl   # LinkNER cascade
+
+  b2ner extract notes.txt -m ./my-tagger --knn ./train-store -o notes.jsonl   # kNN-NER: store from b2ner index
 """
 
 
@@ -131,14 +140,8 @@ def extract(
         Path | None,
         typer.Option("--examples", help='Few-shot examples, JSONL of {"text", "answer"} or {"text", "entities"}.'),
     ] = None,
-    demos: Annotated[
-        str | None,
-        typer.Option(
-            "--demos",
-            help="A store from `b2ner index`: each document's nearest training sentences become its few-shot examples.",
-        ),
-    ] = None,
-    shots: Annotated[int, typer.Option("--shots", min=1, help="With --demos: demonstrations per document.")] = 3,
+    demos: DemosOption = None,
+    shots: ShotsOption = 3,
     lang: LangOption = Lang.auto,
     model: ModelOption = None,
     adapter: AdapterOption = None,
@@ -249,6 +252,10 @@ def extract(
     cascade_adapter: CascadeAdapterOption = None,
     threshold: ThresholdOption = None,
     cascade_mode: CascadeModeOption = None,
+    knn: KnnOption = None,
+    knn_k: KnnKOption = None,
+    knn_lambda: KnnLambdaOption = None,
+    knn_temperature: KnnTemperatureOption = None,
     dry_run_: Annotated[
         bool,
         typer.Option("--dry-run", help="Print each input's prompt as JSON; loads no model (texts are not chunked)."),
@@ -280,6 +287,7 @@ def extract(
         device=device.value, dtype=dtype.value, quantize=quantize.value,
         max_memory=ModelSpec.memory(parse_max_memory(max_memory) if max_memory else None), merge=merge,
         trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine,
+        knn=knn_spec(knn, knn_k, knn_lambda, knn_temperature),
     )  # fmt: skip
     cascade_spec = cascade_from_flags(cascade, adapter=cascade_adapter, threshold=threshold, base=model_spec,
                                       mode=cascade_mode.value if cascade_mode else None)  # fmt: skip

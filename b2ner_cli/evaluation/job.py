@@ -10,6 +10,7 @@ from ..errors import UsageError
 from ..io.conll import CONLL_SUFFIXES
 from ..io.output import check_outputs
 from ..models.spec import ModelSpec
+from ..retrieval.demos import DemoSpec
 from ..runs.run import Events
 from ..runs.settings import ExtractSettings
 from .readers import (
@@ -49,6 +50,8 @@ class EvalSpec:
     sweep_scores: tuple[float, ...] = ()
     #: the files the command writes besides the predictions (option -> path), checked before any model loads.
     outputs: tuple[tuple[str, Path | None], ...] = ()
+    #: with ``model``: each gold text's nearest training sentences as its few-shot examples (``--demos``).
+    demos: DemoSpec | None = None
 
     def predictions_target(self) -> Path | None:
         if self.model is None or self.predictions is not None:
@@ -99,6 +102,7 @@ def run_eval(spec: EvalSpec, events: Events | None = None) -> Report | None:
                 events=events,
                 quiet=spec.quiet,
                 map_labels=spec.map_labels,
+                demos=spec.demos,
             )
             from ..runs.distributed import detect_launch
 

@@ -14,8 +14,9 @@ from ..answers import answer_pieces, is_none_answer, label_key, split_piece
 from ..io.readers import Document
 from ..models.spec import ModelSpec
 from ..records import Record
-from ..runs.recognizer import Recognizer
-from ..runs.run import Events, JsonlSink, Note, OutputSpec, RunSpec, execute
+from ..retrieval.demos import DemoSpec
+from ..runs.recognizer import Recognizer, recognizer_kind
+from ..runs.run import Events, JsonlSink, Note, OutputSpec, RunSpec, check_demos, check_knn, execute
 from ..runs.settings import ExtractSettings, Task
 from .b2ner_metric import answer_from_pairs
 from .records import GoldRecord, PredRecord, gold_documents
@@ -80,19 +81,27 @@ def predict_gold(
     events: Events | None = None,
     quiet: bool = False,
     map_labels: bool = False,
+    demos: DemoSpec | None = None,
 ) -> dict[str, PredRecord]:
     """Extract on the gold texts, each with its gold label set; keep the raw answers (the b2ner metric scores them).
 
     ``output`` receives the predictions as JSONL (plus ``OUTPUT.meta.json``); ``recognizer`` skips loading. With
     ``map_labels``, raw tags (PER, B-ORG) are prompted as canonical names and the predictions (raw answers
-    included) carry the gold's tags again, as scoring needs.
+    included) carry the gold's tags again, as scoring needs. ``demos``: each text's nearest training sentences
+    become its few-shot examples (the LLM only). ``model.knn`` is checked as ``extract`` checks it.
     """
     spec = RunSpec(
         model=model,
         task=Task.of(None, (), settings or ExtractSettings()),
         output=OutputSpec(str(output) if output is not None else None, keep_raw=True),
         quiet=quiet,
+        demos=demos,
     )
+    if recognizer is None:
+        if demos is not None:
+            check_demos(spec, recognizer_kind(model))
+        if model.knn is not None:
+            check_knn(model, spec.task)
     documents = gold_documents(gold)
     back: dict[str, dict[str, str]] = {}
     if map_labels:

@@ -11,6 +11,7 @@ from .placement import DeviceChoice, DtypeChoice, Quantize
 
 if TYPE_CHECKING:
     from ..cascade.spec import CascadeSpec
+    from ..retrieval.knn import KnnSpec
 
 EngineChoice = str  # "auto" or a name in the engine registry
 
@@ -44,6 +45,8 @@ class ModelSpec:
     kind: str = "auto"
     #: a LinkNER cascade: ``model`` is a tagger whose uncertain entities go to this LLM (kind ``cascade``).
     cascade: CascadeSpec | None = None
+    #: kNN-NER: ``model`` is a tagger whose distribution is mixed with its datastore's neighbours (``--knn``).
+    knn: KnnSpec | None = None
 
     @staticmethod
     def memory(values: Mapping[int | str, int] | None) -> tuple[tuple[int | str, int], ...] | None:

@@ -215,6 +215,24 @@ def check(spec: RunSpec, extra_outputs: Mapping[str, str | Path | None] | None =
         check_prompt_kind(labels, spec.task.examples)
     if spec.demos is not None:
         check_demos(spec, kind)
+    if spec.model.knn is not None:
+        check_knn(spec.model, spec.task)
+
+
+def check_knn(model: ModelSpec, task: Task) -> None:
+    """``--knn STORE`` mixes a tagger's datastore into its predictions: a tagger (alone or in a cascade), the store
+    it made, and an uncertainty method the mixed distribution gives."""
+    assert model.knn is not None
+    tagger = replace(model, cascade=None, knn=None)
+    if model.model is None or recognizer_kind(tagger) != "tagger":
+        raise UsageError("--knn mixes a tagger's nearest training examples into its predictions; -m here is not a "
+                         "tagger.", "Use -m TAGGER_DIR (a tagger from `b2ner finetune --head`).")  # fmt: skip
+    from ..retrieval.store import check_knn_store
+    from ..taggers.card import read_card
+    from ..taggers.tagger import check_knn_uncertainty
+
+    check_knn_store(model.knn.store, model.model)
+    check_knn_uncertainty(str(read_card(model.model)["head"]), task.settings.uncertainty)
 
 
 def check_demos(spec: RunSpec, kind: str) -> None:

@@ -41,6 +41,19 @@ def class_probs(logits: Tensor, evidential: bool) -> Tensor:
     return torch.softmax(logits.float(), dim=-1)
 
 
+def probs_uncertainty(probs: Tensor, method: str) -> Tensor:
+    """confidence (1 - max p) or entropy (-sum p log p / log K) of a distribution over the last dimension."""
+    if method == "confidence":
+        return (1.0 - probs.max(-1).values).clamp(0.0, 1.0)
+    if method == "entropy":
+        k = probs.shape[-1]
+        if k < 2:
+            return torch.zeros(probs.shape[:-1], device=probs.device)
+        ent = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)
+        return (ent / math.log(k)).clamp(0.0, 1.0)
+    raise ValueError(f"uncertainty {method!r} cannot be computed from probabilities alone")
+
+
 def uncertainty(logits: Tensor, method: str, evidential: bool, mc_probs: Tensor | None = None) -> Tensor:
     """Per-row uncertainty in 0..1 over the last dimension's K classes.
 
@@ -56,14 +69,8 @@ def uncertainty(logits: Tensor, method: str, evidential: bool, mc_probs: Tensor 
     if method == "evidential":
         alpha = torch.exp(logits.float().clamp(max=60.0)) + 1.0
         return (k / alpha.sum(-1)).clamp(0.0, 1.0)
-    probs = class_probs(logits, evidential)
-    if method == "confidence":
-        return (1.0 - probs.max(-1).values).clamp(0.0, 1.0)
-    if method == "entropy":
-        if k < 2:
-            return torch.zeros(probs.shape[:-1], device=probs.device)
-        ent = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)
-        return (ent / math.log(k)).clamp(0.0, 1.0)
+    if method in ("confidence", "entropy"):
+        return probs_uncertainty(class_probs(logits, evidential), method)
     raise ValueError(f"unknown uncertainty method {method!r}")
 
 
@@ -141,11 +148,20 @@ def decode_span_logits(
     evidential: bool,
     nested: bool,
     mc_probs: Tensor | None = None,
+    mixed: Tensor | None = None,
 ) -> list[list[Candidate]]:
-    """Argmax per span over all classes; spans whose label is kept go through greedy selection by probability."""
-    probs = class_probs(logits, evidential)
+    """Argmax per span over all classes; spans whose label is kept go through greedy selection by probability.
+
+    ``mixed``: the kNN-interpolated distribution, used instead of the head's own (uncertainty from it too).
+    """
+    probs = class_probs(logits, evidential) if mixed is None else mixed
     best_p, best = probs.max(-1)
-    u = None if method is None else uncertainty(logits, method, evidential, mc_probs)
+    if method is None:
+        u = None
+    elif mixed is not None:
+        u = probs_uncertainty(mixed, method)
+    else:
+        u = uncertainty(logits, method, evidential, mc_probs)
     hit = (best != 0) & valid
     if kept is not None:
         hit &= torch.isin(best, kept)
@@ -179,6 +195,7 @@ class SpanHead(nn.Module):
         self.max_span = max_span
         self.evidential = evidential
         self.negative_weight = negative_weight
+        self.classes = num_labels + 1
         self.width = nn.Embedding(max_span, width_dim)
         self.mlp = nn.Sequential(
             nn.Linear(2 * hidden + width_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_labels + 1)
@@ -194,8 +211,9 @@ class SpanHead(nn.Module):
         as_start, as_end = h @ w_s.T, h @ w_e.T
         width = self.width(ends - starts) @ w_w.T + first.bias
         x = as_start[:, starts] + as_end[:, ends] + width
-        logits = self.mlp[3](self.mlp[2](self.mlp[1](x)))
-        return {"logits": logits, "valid": mask[:, ends], "starts": starts, "ends": ends}
+        features = self.mlp[2](self.mlp[1](x))
+        logits = self.mlp[3](features)
+        return {"logits": logits, "valid": mask[:, ends], "starts": starts, "ends": ends, "features": features}
 
     def targets(self, entities: Sequence[Sequence[tuple[int, int, int]]], words: int) -> Outputs:
         return {"spans": span_targets(entities, words, self.max_span)}
@@ -219,7 +237,23 @@ class SpanHead(nn.Module):
         return decode_span_logits(
             out["logits"], out["starts"], out["ends"], out["valid"],
             kept=kept, method=method, evidential=self.evidential, nested=False, mc_probs=mc_probs,
+            mixed=out.get("mixed"),
         )  # fmt: skip
+
+    # kNN-NER (retrieval/knn.py): one key per enumerated span, valued by its gold class (0 = O).
+    def knn_keys(self, out: Outputs) -> tuple[Tensor, Tensor]:
+        return out["features"], out["valid"]
+
+    def knn_values(self, targets: Outputs) -> Tensor:
+        return targets["spans"].unsqueeze(-1)
+
+    @property
+    def knn_classes(self) -> int:
+        return self.classes
+
+    def knn_mix(self, out: Outputs, p_knn: Tensor, lam: float) -> None:
+        """p = lam p_kNN + (1 - lam) p_model, decoded instead of the head's own distribution."""
+        out["mixed"] = lam * p_knn[..., 0, :] + (1.0 - lam) * class_probs(out["logits"], self.evidential)
 
 
 class BiaffineHead(nn.Module):
@@ -249,7 +283,9 @@ class BiaffineHead(nn.Module):
 
     def cube(self, h: Tensor) -> Tensor:
         """Scores [batch, start, end, class] for every pair (the caller keeps start <= end)."""
-        hs, he = self.start_ffnn(h), self.end_ffnn(h)
+        return self._cube(self.start_ffnn(h), self.end_ffnn(h))
+
+    def _cube(self, hs: Tensor, he: Tensor) -> Tensor:
         d = hs.shape[-1]
         bilinear = torch.einsum("bid,cde,bje->bijc", hs, self.bilinear, he)
         w_s = hs @ self.linear.weight[:, :d].T  # [b, i, c]
@@ -258,8 +294,9 @@ class BiaffineHead(nn.Module):
 
     def forward(self, h: Tensor, mask: Tensor, targets: Outputs | None = None, kept: Tensor | None = None) -> Outputs:
         starts, ends = span_index(h.shape[1], self.max_span, h.device)
-        logits = self.cube(h)[:, starts, ends]
-        return {"logits": logits, "valid": mask[:, ends], "starts": starts, "ends": ends}
+        hs, he = self.start_ffnn(h), self.end_ffnn(h)
+        logits = self._cube(hs, he)[:, starts, ends]
+        return {"logits": logits, "valid": mask[:, ends], "starts": starts, "ends": ends, "hs": hs, "he": he}
 
     def targets(self, entities: Sequence[Sequence[tuple[int, int, int]]], words: int) -> Outputs:
         return {"spans": span_targets(entities, words, self.max_span)}
@@ -279,7 +316,22 @@ class BiaffineHead(nn.Module):
         return decode_span_logits(
             out["logits"], out["starts"], out["ends"], out["valid"],
             kept=kept, method=method, evidential=False, nested=self.nested, mc_probs=mc_probs,
+            mixed=out.get("mixed"),
         )  # fmt: skip
+
+    def knn_keys(self, out: Outputs) -> tuple[Tensor, Tensor]:
+        """[h_s(start) ; h_e(end)] of each enumerated span: what the biaffine scorer reads."""
+        return torch.cat([out["hs"][:, out["starts"]], out["he"][:, out["ends"]]], -1), out["valid"]
+
+    def knn_values(self, targets: Outputs) -> Tensor:
+        return targets["spans"].unsqueeze(-1)
+
+    @property
+    def knn_classes(self) -> int:
+        return int(self.linear.out_features)
+
+    def knn_mix(self, out: Outputs, p_knn: Tensor, lam: float) -> None:
+        out["mixed"] = lam * p_knn[..., 0, :] + (1.0 - lam) * class_probs(out["logits"], False)
 
 
 # ---------------------------------------------------------------------------------------------- pointer
@@ -304,13 +356,14 @@ class PointerHead(nn.Module):
         self.end = nn.Sequential(nn.Linear(hidden + c, hidden), nn.Tanh(), nn.LayerNorm(hidden), nn.Linear(hidden, c))
 
     def forward(self, h: Tensor, mask: Tensor, targets: Outputs | None = None, kept: Tensor | None = None) -> Outputs:
+        words = h
         h = self.dropout(h)
         start = self.start(h)
         if targets is not None:
             vector = nn.functional.one_hot(targets["start"], self.classes).to(h.dtype)
         else:
             vector = torch.softmax(start.float(), -1).to(h.dtype)
-        return {"start": start, "end": self.end(torch.cat([h, vector], -1)), "mask": mask}
+        return {"start": start, "end": self.end(torch.cat([h, vector], -1)), "mask": mask, "words": words}
 
     def targets(self, entities: Sequence[Sequence[tuple[int, int, int]]], words: int) -> Outputs:
         start = torch.zeros((len(entities), words), dtype=torch.long)
@@ -337,6 +390,11 @@ class PointerHead(nn.Module):
         side: dict[str, tuple[Tensor, Tensor, Tensor | None]] = {}
         for key in ("start", "end"):
             logits = out[key]
+            mixed = out.get(f"mixed_{key}")
+            if mixed is not None:  # kNN-interpolated: probabilities and uncertainty from the mix
+                u = None if method is None else probs_uncertainty(mixed, method)
+                side[key] = (mixed, mixed.argmax(-1), u)
+                continue
             probs = torch.softmax(logits.float(), -1)
             mc_probs = None
             if mc:
@@ -361,6 +419,21 @@ class PointerHead(nn.Module):
                 found.append((i, j, t, score, worst))
             result.append(found)
         return result
+
+    # kNN-NER: one key per word (the vector both classifiers read), valued by its gold start and end classes.
+    def knn_keys(self, out: Outputs) -> tuple[Tensor, Tensor]:
+        return out["words"], out["mask"]
+
+    def knn_values(self, targets: Outputs) -> Tensor:
+        return torch.stack([targets["start"], targets["end"]], -1)
+
+    @property
+    def knn_classes(self) -> int:
+        return self.classes
+
+    def knn_mix(self, out: Outputs, p_knn: Tensor, lam: float) -> None:
+        for side, key in enumerate(("start", "end")):
+            out[f"mixed_{key}"] = lam * p_knn[..., side, :] + (1.0 - lam) * torch.softmax(out[key].float(), -1)
 
 
 # ---------------------------------------------------------------------------------------------- crf
@@ -464,7 +537,7 @@ class CrfHead(nn.Module):
         self.transitions = nn.Parameter(torch.zeros(tags, tags))
 
     def forward(self, h: Tensor, mask: Tensor, targets: Outputs | None = None, kept: Tensor | None = None) -> Outputs:
-        return {"emissions": self.emit(h).float(), "mask": mask}
+        return {"emissions": self.emit(h).float(), "mask": mask, "words": h}
 
     def targets(self, entities: Sequence[Sequence[tuple[int, int, int]]], words: int) -> Outputs:
         tags = torch.zeros((len(entities), words), dtype=torch.long)
@@ -502,6 +575,26 @@ class CrfHead(nn.Module):
                 found.append((first, last, label, min(1.0, max(0.0, score)), None))
             result.append(found)
         return result
+
+    # kNN-NER: one key per word (the vector the emission layer reads), valued by its gold BIO tag.
+    def knn_keys(self, out: Outputs) -> tuple[Tensor, Tensor]:
+        return out["words"], out["mask"]
+
+    def knn_values(self, targets: Outputs) -> Tensor:
+        return targets["tags"].unsqueeze(-1)
+
+    @property
+    def knn_classes(self) -> int:
+        return 1 + 2 * self.num_labels
+
+    def knn_mix(self, out: Outputs, p_knn: Tensor, lam: float) -> None:
+        """Emissions become log(lam p_kNN + (1 - lam) softmax(emissions)); Viterbi and marginals as usual. The
+        softmax only shifts each word's emissions by a constant, which neither Viterbi nor the marginals see, so
+        lam = 0 leaves the emissions as they are (exactly the plain tagger)."""
+        if lam == 0:
+            return
+        mixed = lam * p_knn[..., 0, :] + (1.0 - lam) * torch.softmax(out["emissions"], -1)
+        out["emissions"] = torch.log(mixed.clamp_min(1e-12))
 
 
 def bio_entities(path: Sequence[int]) -> list[tuple[int, int, int]]:

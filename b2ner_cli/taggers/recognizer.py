@@ -26,6 +26,7 @@ from .card import read_card
 from .types import UNCERTAINTY
 
 if TYPE_CHECKING:
+    from ..retrieval.knn import KnnMixer
     from ..runs.recognizer import Note, ProgressHook
     from .tagger import Tagger
 
@@ -84,8 +85,11 @@ class TaggerRecognizer:
 
     kind = "tagger"
 
-    def __init__(self, tagger: Tagger) -> None:
+    def __init__(self, tagger: Tagger, knn: KnnMixer | None = None, knn_store: str | None = None) -> None:
         self.tagger = tagger
+        #: kNN-NER (``--knn STORE``): the datastore's neighbours mixed into the head's distribution.
+        self.knn = knn
+        self.knn_store = knn_store
 
     @classmethod
     def load(cls, spec: ModelSpec, *, quiet: bool = False, note: Note | None = None) -> TaggerRecognizer:
@@ -97,7 +101,14 @@ class TaggerRecognizer:
         if spec.adapter is not None:  # eval -m and the Python API do not go through check_tagger_options
             raise UsageError(f"--adapter cannot be used with a tagger (`{spec.model}` is a tagger).",
                              "A tagger has no adapter; drop --adapter (or unset B2NER_ADAPTER).")  # fmt: skip
-        return cls(Tagger.load(spec.model, device=spec.device))
+        if spec.knn is None:
+            return cls(Tagger.load(spec.model, device=spec.device))
+        from ..retrieval.knn import KnnMixer
+        from ..retrieval.store import open_store
+
+        store = open_store(spec.knn.store, tagger=spec.model)  # refuses a store made by another tagger
+        mixer = KnnMixer(store.knn_index(), store.params(spec.knn))
+        return cls(Tagger.load(spec.model, device=spec.device), mixer, str(store.path))
 
     def labels(self) -> LabelSet | None:
         return LabelSet(self.tagger.labels)
@@ -106,13 +117,17 @@ class TaggerRecognizer:
         return None
 
     def describe(self) -> dict[str, object]:
-        return {"recognizer": self.kind, **self.tagger.describe()}
+        described: dict[str, object] = {"recognizer": self.kind, **self.tagger.describe()}
+        if self.knn is not None:
+            described["knn"] = {"store": self.knn_store, **self.knn.params.to_dict(), "keys": len(self.knn.index),
+                                "search": self.knn.index.backend}  # fmt: skip
+        return described
 
     def recognize(
         self, window: Sequence[Document], task: Task, stats: RunStats, progress: ProgressHook | None = None
     ) -> Iterator[Record]:
         from .runtime import run_windows, token_batches
-        from .tagger import _pad_id
+        from .tagger import _pad_id, check_knn_uncertainty
         from .words import Window, make_windows
 
         tagger, settings = self.tagger, task.settings
@@ -123,6 +138,8 @@ class TaggerRecognizer:
             raise UsageError(f"Unknown uncertainty method `{settings.uncertainty}`.", f"Choose one of: {choices}.")
         if settings.mc_samples < 1:
             raise UsageError(f"--mc-samples must be at least 1, not {settings.mc_samples}.")
+        if self.knn is not None:
+            check_knn_uncertainty(tagger.head, settings.uncertainty)
         # documents grouped by the label subset they ask for (usually one group): one kept-class set per group
         groups: dict[tuple[str, ...], list[int]] = {}
         for index, document in enumerate(docs):
@@ -153,7 +170,8 @@ class TaggerRecognizer:
         for batch in plan:
             part = [windows[i] for i in batch]
             decoded = run_windows(tagger.model, part, pad_id=pad, device=tagger.device, kept=kept_of[batch[0]],
-                                  method=method, mc_samples=settings.mc_samples, batch_tokens=2**62)  # fmt: skip
+                                  method=method, mc_samples=settings.mc_samples, batch_tokens=2**62,
+                                  knn=self.knn)  # fmt: skip
             for w, candidates in zip(part, decoded, strict=True):
                 text = docs[w.doc].text
                 for first, last, cls, score, u in candidates:

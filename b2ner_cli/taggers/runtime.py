@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -12,6 +12,9 @@ from torch import Tensor, nn
 from .heads import Candidate
 from .types import TaggedSpan
 from .words import Window
+
+if TYPE_CHECKING:
+    from ..retrieval.knn import KnnMixer
 
 
 def pick_device(device: str) -> torch.device:
@@ -100,8 +103,12 @@ def run_windows(
     method: str | None = None,
     mc_samples: int = 8,
     batch_tokens: int = 8192,
+    knn: KnnMixer | None = None,
 ) -> list[list[Candidate]]:
-    """Decoded candidates of every window, in window order (the model is put in eval mode)."""
+    """Decoded candidates of every window, in window order (the model is put in eval mode).
+
+    ``knn``: the kNN-NER datastore mixed into the head's distribution before decoding (retrieval/knn.py).
+    """
     model.eval()
     head: Any = model.head
     results: list[list[Candidate]] = [[] for _ in windows]
@@ -110,6 +117,8 @@ def run_windows(
         for indices in token_batches(windows, batch_tokens):
             batch = collate([windows[i] for i in indices], pad_id, device)
             out = model(batch, kept=kept_dev)
+            if knn is not None:
+                out = knn.apply(head, out)
             mc: list[dict[str, Tensor]] = []
             if method == "mc-dropout":
                 with dropout_on(model):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError, UsageError
 from .card import HEAD_WEIGHTS, read_card
 from .types import UNCERTAINTY, TaggedSpan, TaggerTrainSettings
+
+if TYPE_CHECKING:
+    from ..retrieval.knn import KnnMixer
 
 
 class Tagger:
@@ -94,6 +97,7 @@ class Tagger:
         uncertainty: str = "confidence",
         batch_tokens: int = 8192,
         mc_samples: int = 8,
+        knn: KnnMixer | None = None,
     ) -> list[list[TaggedSpan]]:
         """Entities of each text, sorted by position, as character offsets of that text.
 
@@ -101,6 +105,7 @@ class Tagger:
         so a kept-label span is never lost to an overlapping span of a dropped label; labels and scores are
         those of the full label set.
         ``uncertainty`` is confidence | entropy | evidential | mc-dropout (crf: always None).
+        ``knn``: a kNN-NER datastore of this tagger mixed into its distribution (see :func:`check_knn_uncertainty`).
         """
         from .runtime import run_windows, to_spans
         from .words import make_windows
@@ -112,6 +117,8 @@ class Tagger:
             raise UsageError(f"mc_samples must be at least 1, not {mc_samples}.")
         if batch_tokens < 1:
             raise UsageError(f"batch_tokens must be at least 1, not {batch_tokens}.")
+        if knn is not None:
+            check_knn_uncertainty(self.head, uncertainty)
         kept = self.kept_classes(labels)
         if not texts:
             return []
@@ -119,7 +126,7 @@ class Tagger:
         method = None if self.head == "crf" else uncertainty
         decoded = run_windows(
             self.model, windows, pad_id=_pad_id(self.tokenizer), device=self.device, kept=kept, method=method,
-            mc_samples=mc_samples, batch_tokens=batch_tokens,
+            mc_samples=mc_samples, batch_tokens=batch_tokens, knn=knn,
         )  # fmt: skip
         return to_spans(windows, decoded, self.labels, len(texts))
 
@@ -139,6 +146,16 @@ class Tagger:
             "dtype": dtype,
             "b2ner_version": self.card.get("b2ner_version"),
         }
+
+
+def check_knn_uncertainty(head: str, method: str) -> None:
+    """With kNN the uncertainty comes from the mixed distribution, so only confidence and entropy apply."""
+    if head != "crf" and method not in ("confidence", "entropy"):
+        raise UsageError(
+            f"--uncertainty {method} cannot be used with --knn: it reads the head's own scores, not the mixed "
+            "distribution.",
+            "Use --uncertainty confidence or entropy with --knn.",
+        )
 
 
 def write_files(folder: Path, encoder: Any, tokenizer: Any, head: Any) -> None:

@@ -201,7 +201,7 @@ def _train(
     label_ids = {label: i + 1 for i, label in enumerate(labels)}
     windows = make_windows(tokenizer, [e.text for e in train], settings.max_length)
     skipped = attach_entities(windows, [e.entities for e in train], label_ids)
-    skipped.update(_fit_to_head(windows, settings))
+    skipped.update(fit_to_head(windows, settings))
     windows = [w for w in windows if w.words]
     if not windows:
         raise InputError("No training example has any word the encoder's tokenizer can represent.")
@@ -334,7 +334,7 @@ def _train(
     )  # fmt: skip
 
 
-def _fit_to_head(windows: Sequence[Any], settings: TaggerTrainSettings) -> dict[str, int]:
+def fit_to_head(windows: Sequence[Any], settings: TaggerTrainSettings) -> dict[str, int]:
     """Drop gold entities the head cannot learn: longer than the span cap (span heads), or overlapping (crf,
     pointer, which see one entity per word)."""
     too_long = overlapping = 0
