@@ -26,7 +26,7 @@ from ..models.spec import ModelSpec
 from ..retrieval.demos import DemoSpec
 from ..runs.labels import LabelSources, resolve_labels
 from ..runs.recognizer import recognizer_kind
-from ..runs.run import OutputSpec, RunResult, RunSpec, check, execute, preview
+from ..runs.run import OutputSpec, RecordSink, RunResult, RunSpec, check, execute, preview
 from ..runs.settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BATCH_TOKENS,
@@ -79,6 +79,7 @@ from .render import RunView, TableRenderer, count
 class OutputFormat(str, Enum):
     jsonl = "jsonl"
     table = "table"
+    html = "html"
 
 
 class InputFormat(str, Enum):
@@ -94,6 +95,8 @@ EPILOG = """[bold]Examples[/]
   b2ner extract notes.txt -l "person,organization,location" -o notes.jsonl
 
   b2ner extract docs.jsonl -m b2ner-20b --labels-file labels.json --format table
+
+  b2ner extract notes.txt -l "person,organization,location" --format html -o notes.html   # open in a browser
 
   echo "Barack Obama visited Paris." | b2ner extract - -m ./my-model --adapter ./my-lora -l "person,location"
 
@@ -147,7 +150,13 @@ def extract(
     adapter: AdapterOption = None,
     output: OutputOption = None,
     output_format: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="jsonl (data) or table (highlighted in the terminal).")
+        OutputFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="jsonl (data), table (highlighted in the terminal) or html (a self-contained page to open in a "
+            "browser; with -o FILE.html, or stdout redirected to a file).",
+        ),
     ] = OutputFormat.jsonl,
     meta: Annotated[
         Path | None,
@@ -334,7 +343,19 @@ def extract(
 
     if not tagger:
         spec = replace(spec, data_parallel=replica_count(data_parallel, device.value))
-    sink = TableRenderer(Console(highlight=False)) if output_format is OutputFormat.table else None
+    sink: RecordSink | None = None
+    if output_format is OutputFormat.table:
+        sink = TableRenderer(Console(highlight=False))
+    elif output_format is OutputFormat.html:
+        if output in (None, "-") and sys.stdout.isatty():
+            raise UsageError(
+                "--format html writes a page for a browser, not for the terminal.",
+                "Add -o FILE.html (then open it), or redirect stdout to a file.",
+            )
+        from ..view.html import HtmlSink
+
+        title = ", ".join("stdin" if path == "-" else Path(path).name for path in inputs)
+        sink = HtmlSink(output, keep_raw=keep_raw, title=title)
     to_terminal = output in (None, "-") and sys.stdout.isatty()
     with RunView(err, quiet=quiet, records_to_terminal=to_terminal) as view:
         result = execute(spec, sink=sink, events=view)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .. import __version__
 from ..errors import B2nerError, UsageError
@@ -95,6 +95,14 @@ class RecordSink(Protocol):
         """Finish: ``complete`` is False when the run failed or was interrupted; then, the file that holds the
         records written before the stop (None when there is none, e.g. stdout)."""
         ...
+
+
+@runtime_checkable
+class DescribedSink(Protocol):
+    """A sink that shows how its records were made (the HTML page): ``execute`` gives it the run metadata, complete
+    with status and counts, just before ``close``."""
+
+    def describe_run(self, manifest: Mapping[str, object]) -> None: ...
 
 
 class JsonlSink:
@@ -356,7 +364,6 @@ def execute(
         raise
     finally:
         seconds = time.time() - start
-        partial = out.close(status == "complete")
         meta_path = spec.output.meta_path()
         manifest.update(
             described,
@@ -371,6 +378,9 @@ def execute(
             if recognizer is not None:  # the LLM, when some document was routed, loaded during the run
                 manifest.update(recognizer.describe())
             manifest["cascade"] = cascade_block(spec.model.cascade, task.settings.uncertainty, stats.cascade)
+        if isinstance(out, DescribedSink):
+            out.describe_run(manifest)
+        partial = out.close(status == "complete")
         if meta_path is not None:
             write_json_atomic(meta_path, manifest)
         if partial is not None:
