@@ -183,3 +183,28 @@ def test_an_llm_run_prompts_each_document_with_its_own_demonstrations(store: Pat
     assert f"Text: {ROWS[0]['text']} \nAnswer: {ANSWERS[0]} \n\nText: Yesterday David Lee flew to Tokyo \n" in first
     assert f"Text: {ROWS[2]['text']} \nAnswer: None \n\nText: In Rome , Emma met friends \n" in second
     assert json.loads((tmp_path / "out.jsonl.meta.json").read_text())["demos"]["shots"] == 1
+
+
+def test_eval_with_demos_prompts_each_gold_text_with_its_neighbours(
+    store: Path, tiny, tagger: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from b2ner_cli.pipeline import LLMRecognizer
+
+    seen: list[tuple[str, tuple[str, ...]]] = []
+    real = LLMRecognizer.recognize
+
+    def spying(self, window, task, stats, progress=None):  # type: ignore[no-untyped-def]
+        seen.extend((d.text, tuple(e.text for e in d.examples or ())) for d in window)
+        return real(self, window, task, stats, progress)
+
+    monkeypatch.setattr(LLMRecognizer, "recognize", spying)
+    gold = write_jsonl(tmp_path / "gold.jsonl", [
+        {"id": "q", "text": "李明住在北京", "entities": [{"start": 0, "end": 2, "label": "person"}]}])  # fmt: skip
+    out = tmp_path / "pred.jsonl"
+    result = cli("eval", str(gold), "-m", str(tiny.base), "--adapter", str(tiny.adapter), "--demos", str(store),
+                 "--shots", "1", "--predictions-out", str(out), "--json", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert seen == [("李明住在北京", (ROWS[1]["text"],))]  # its nearest training sentence, as the one shot
+    assert json.loads(Path(f"{out}.meta.json").read_text())["demos"] == {"store": str(store), "shots": 1}
+    refused = cli("eval", str(gold), "-m", str(tagger.path), "--demos", str(store))
+    assert refused.exit_code == 2 and "not an LLM" in refused.stderr

@@ -124,7 +124,7 @@ ModelOption = Annotated[
         "-m",
         envvar="B2NER_MODEL",
         show_envvar=True,
-        help="A model alias (b2ner-7b, b2ner-20b, yours), a Hub repo id, or a local directory. [default: b2ner-7b]",
+        help="A model alias (b2ner-7b, b2ner-20b, yours), a Hub repo id, or a local directory. \\[default: b2ner-7b]",
     ),
 ]
 AdapterOption = Annotated[
@@ -221,18 +221,18 @@ CascadeOption = Annotated[
 ]
 CascadeAdapterOption = Annotated[
     str | None,
-    typer.Option("--cascade-adapter", help="Adapter of the --cascade LLM [default: as for -m LLM]."),
+    typer.Option("--cascade-adapter", help="Adapter of the --cascade LLM \\[default: as for -m LLM]."),
 ]
 ThresholdOption = Annotated[
     float | None,
-    typer.Option("--threshold", help="Cascade: entities with uncertainty above this go to the LLM [default: 0.4]."),
+    typer.Option("--threshold", help="Cascade: entities with uncertainty above this go to the LLM \\[default: 0.4]."),
 ]
 CascadeModeOption = Annotated[
     CascadeMode | None,
     typer.Option(
         "--cascade-mode",
         help="span: an uncertain entity the LLM also finds takes its label, else it is dropped; "
-        "sentence: the LLM's entities replace the routed document's [default: span].",
+        "sentence: the LLM's entities replace the routed document's \\[default: span].",
     ),
 ]
 UncertaintyOption = Annotated[
@@ -253,17 +253,17 @@ KnnOption = Annotated[
     ),
 ]
 KnnKOption = Annotated[
-    int | None, typer.Option("--knn-k", min=1, help="kNN: neighbours per span or word [default: the store's, 64].")
+    int | None, typer.Option("--knn-k", min=1, help="kNN: neighbours per span or word \\[default: the store's, 64].")
 ]
 KnnLambdaOption = Annotated[
     float | None,
     typer.Option("--knn-lambda", min=0.0, max=1.0,
                  help="kNN: weight of the neighbours, p = lambda p_kNN + (1 - lambda) p_tagger; 0 is the plain "
-                 "tagger [default: the store's, 0.3]."),
+                 "tagger \\[default: the store's, 0.3]."),
 ]  # fmt: skip
 KnnTemperatureOption = Annotated[
     float | None,
-    typer.Option("--knn-temperature", help="kNN: softmax temperature over cosines [default: the store's, 0.05]."),
+    typer.Option("--knn-temperature", help="kNN: softmax temperature over cosines \\[default: the store's, 0.05]."),
 ]
 DemosOption = Annotated[
     str | None,

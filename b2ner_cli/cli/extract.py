@@ -189,7 +189,7 @@ def extract(
             "--batch-tokens",
             min=1,
             help="Most padded prompt tokens in one batch "
-            f"[default: from free GPU memory; {DEFAULT_BATCH_TOKENS} on CPU].",
+            f"\\[default: from free GPU memory; {DEFAULT_BATCH_TOKENS} on CPU].",
         ),
     ] = None,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
@@ -214,7 +214,7 @@ def extract(
         bool | None,
         typer.Option(
             "--merge/--no-merge",
-            help="Merge the adapter into the backbone [default: merged for bf16/fp16 without 4/8-bit].",
+            help="Merge the adapter into the backbone \\[default: merged for bf16/fp16 without 4/8-bit].",
             show_default=False,
         ),
     ] = None,

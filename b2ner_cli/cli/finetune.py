@@ -144,7 +144,7 @@ def finetune(
         typer.Option(
             "--encoder",
             help="With --head: an encoder alias (xlm-roberta-base, bert-base-cased, roberta-base, "
-            "chinese-roberta-wwm-ext, deberta-v3-base), a Hub repo id or a directory. [default: xlm-roberta-base]",
+            "chinese-roberta-wwm-ext, deberta-v3-base), a Hub repo id or a directory. \\[default: xlm-roberta-base]",
         ),
     ] = None,
     revision: Annotated[
