@@ -11,6 +11,10 @@ overlap step (span heads), so a kept-label span is never suppressed by an overla
 (crf and pointer have no overlap step: their dropped-label entities are removed after decoding.) Renormalising
 over the kept classes before argmax was tried and rejected: it relabels a confident ``person`` as ``location``
 when only ``location`` is kept, because the tiny O and location probabilities are all that remain.
+
+kNN-NER (retrieval/knn.py) reaches every head through four members: ``knn_keys(out)`` (what its classifier reads,
+and where it is valid), ``knn_values(targets)`` (the gold classes of those positions), ``knn_classes`` and
+``knn_mix(out, p_knn, lam)``, which puts the interpolated distribution where ``decode`` reads it.
 """
 
 from __future__ import annotations
