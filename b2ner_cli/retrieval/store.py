@@ -151,7 +151,7 @@ class Store:
         return top.values, top.indices
 
     def knn_index(self, backend: str = "auto") -> KnnIndex:
-        """The kNN-NER keys and values (read on first use)."""
+        """The kNN-NER keys and values, read from knn.safetensors and checked."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
