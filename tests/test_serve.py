@@ -388,8 +388,9 @@ def test_a_real_server_answers_as_extract_writes(tiny, tmp_path: Path) -> None:
     expected = read_jsonl(out)
     assert [len(r["entities"]) for r in expected] == [3, 0, 2, 2, 2]  # the taught answers (see test_extract_cli)
 
-    svc = load_service(ModelSpec(str(tiny.base), str(tiny.adapter)), Task.of(None), ServeSettings(keep_raw=True),
-                       quiet=True)  # fmt: skip
+    # the first request waits up to 5 s for others; the batch closes when it holds the 5 texts of both
+    settings = ServeSettings(keep_raw=True, batch_wait_ms=5000, max_batch_texts=5)
+    svc = load_service(ModelSpec(str(tiny.base), str(tiny.adapter)), Task.of(None), settings, quiet=True)
     sock = bind("127.0.0.1", 0)
     server = http_server(create_app(svc), sock)
     url = url_of(sock)
@@ -397,13 +398,11 @@ def test_a_real_server_answers_as_extract_writes(tiny, tmp_path: Path) -> None:
     thread.start()
     try:
         ids = [f"en{i}" for i in range(len(EN))]
-        whole = post(url + "/extract", {"texts": EN, "labels": EN_LABELS, "ids": ids})
-        assert whole == (200, {"records": expected[:4]})
-        # two requests with different labels, together
         en, zh = fire([lambda: post(url + "/extract", {"texts": EN, "labels": EN_LABELS, "ids": ids}),
                        lambda: post(url + "/extract", {"texts": ZH, "labels": ZH_LABELS, "ids": ["zh0"]})])  # fmt: skip
         assert en == (200, {"records": expected[:4]})
         assert zh == (200, {"records": expected[4:]})
+        assert (svc.batcher.counts.requests, svc.batcher.counts.batches) == (2, 1)  # one batch, two label sets
         assert post(url + "/extract", {"texts": EN}) == (400, {
             "error": "No labels given, and the model brings none.",
             "hint": 'Send e.g. {"texts": ["Ada Lovelace was born in London."], "labels": ["person", "location"]}.',
@@ -415,3 +414,54 @@ def test_a_real_server_answers_as_extract_writes(tiny, tmp_path: Path) -> None:
         server.stop()
         thread.join(timeout=20)
     assert not thread.is_alive()
+
+
+# "Bob Stone lives in Berlin ." and "Carol likes Oslo ." are training sentences of the session's tagger (see
+# test_taggers_cli): Bob Stone 0-9 person, Berlin 19-25 location; Carol 0-5 person, Oslo 12-16 location.
+BOB, CAROL = "Bob Stone lives in Berlin .", "Carol likes Oslo ."
+
+
+@needs_extra
+def test_a_tagger_served_answers_as_extract_writes(tagger, monkeypatch, tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from b2ner_cli.serve import server
+
+    source = write_jsonl(tmp_path / "in.jsonl", [
+        {"id": "0", "text": BOB}, {"id": "1", "text": CAROL}, {"id": "0", "text": CAROL, "labels": ["location"]},
+    ])  # fmt: skip
+    out = tmp_path / "out.jsonl"
+    assert cli("extract", str(source), "-m", str(tagger.path), "-o", str(out), "-q").exit_code == 0
+    expected = read_jsonl(out)
+    spans = [[(e["start"], e["end"], e["label"]) for e in r["entities"]] for r in expected]
+    assert spans == [[(0, 9, "person"), (19, 25, "location")], [(0, 5, "person"), (12, 16, "location")],
+                     [(12, 16, "location")]]  # fmt: skip
+
+    served: list[Any] = []
+    monkeypatch.setattr(server.HttpServer, "serve", lambda self: served.append(self))
+    result = cli("serve", "-m", str(tagger.path), "--port", "0", "--batch-wait-ms", "5000", "--max-batch-texts", "3")
+    assert result.exit_code == 0, result.output
+    served[0].socket.close()
+    with TestClient(served[0]._server.config.app) as client:
+        both, located = fire(
+            [
+                lambda: client.post("/extract", json={"texts": [BOB, CAROL]}).json(),
+                lambda: client.post("/extract", json={"texts": [CAROL], "labels": ["location"]}).json(),
+            ]
+        )
+        assert both == {"records": expected[:2]}  # the tagger's own labels
+        assert located == {"records": expected[2:]}
+        assert client.app.state.service.batcher.counts.batches == 1  # one batch, two label sets
+        unknown = client.post("/extract", json={"texts": [BOB], "labels": ["person", "city"]})
+        assert unknown.status_code == 400
+        assert unknown.json() == {"error": "This tagger does not know the label `city`.",
+                                  "hint": "Its labels are: location, person."}  # fmt: skip
+        info = client.get("/info").json()
+        assert (info["recognizer"], info["model"], info["labels"]) == (
+            "tagger",
+            str(tagger.path),
+            ["location", "person"],
+        )
+    refused = cli("serve", "-m", str(tagger.path), "--lang", "en", "--port", "0")
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith("Error: --lang cannot be used with a tagger")

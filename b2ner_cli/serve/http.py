@@ -29,7 +29,7 @@ log = logging.getLogger("uvicorn.error")
 
 
 def create_app(service: Service) -> Starlette:
-    """The app over ``service``; closing the app (its lifespan's end) closes the service's batcher."""
+    """The app over ``service`` (kept as ``app.state.service``); the end of its lifespan closes the batcher."""
 
     async def extract(request: Request) -> Response:
         body = await _read_body(request, service.settings.max_body_bytes)
@@ -60,7 +60,7 @@ def create_app(service: Service) -> Starlette:
         finally:
             service.close()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/extract", extract, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
@@ -69,6 +69,8 @@ def create_app(service: Service) -> Starlette:
         exception_handlers={RequestError: _request_error, HTTPException: _http_error},  # type: ignore[dict-item]
         lifespan=lifespan,
     )
+    app.state.service = service
+    return app
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
