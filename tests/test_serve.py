@@ -286,6 +286,7 @@ def test_serve_command_binds_loads_and_prints_the_url(fake_model, monkeypatch) -
         assert client.get("/info").json()["labels"] == ["person", "organization"]
 
 
+@needs_extra
 def test_serve_reports_a_port_in_use(fake_model) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -311,11 +312,12 @@ def test_of_two_services_bound_to_one_port_the_second_to_listen_is_refused() -> 
 
 
 def test_serve_without_the_extra_says_how_to_install_it(fake_model, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn fails as if it were not installed
+    for name in ("starlette", "uvicorn"):
+        monkeypatch.setitem(sys.modules, name, None)  # importing it fails as if it were not installed
     result = cli("serve", "-m", fake_model, "-l", "person")
     assert result.exit_code == 2
     assert result.stderr == (
-        "Error: b2ner serve needs the serve extra (uvicorn is not installed).\n"
+        "Error: b2ner serve needs the serve extra (starlette is not installed).\n"
         "Hint: Install it: pip install 'b2ner[serve]'\n"
     )
 
