@@ -4,7 +4,8 @@ Part 1 (search): random keys of a BERT-base tagger's width (768), L2-normalised,
 a batch of ``--queries`` queries (the spans of a few sentences), k = 64. Exact search in torch (what b2ner uses
 without FAISS: blocked matrix product + top-k) against FAISS's exact flat inner-product index (what b2ner uses with
 ``b2ner[faiss]``) and FAISS's approximate IVF index (nlist = sqrt(N) trained on 40 nlist keys, nprobe 16;
-recall@64 against the exact neighbours; random keys have no clusters, the worst case for IVF). Prints build seconds, query milliseconds per batch and per query, and the memory the index holds.
+recall@64 against the exact neighbours; random keys have no clusters, the worst case for IVF). Prints build
+seconds, query milliseconds per batch and per query, and the memory the index holds.
 
 Part 2 (accuracy): a synthetic task (English templates, persons, places, organisations) whose training labels are
 noisy (each gold entity relabelled at random with probability ``--noise``, dropped with probability

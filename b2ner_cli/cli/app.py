@@ -11,6 +11,7 @@ from . import extract as extract_cmd
 from . import finetune as finetune_cmd
 from . import index as index_cmd
 from . import models as models_cmd
+from . import serve as serve_cmd
 from . import taxonomy as taxonomy_cmd
 from . import view as view_cmd
 from .common import stop_on_signals
@@ -30,6 +31,7 @@ app.command(name="finetune", epilog=finetune_cmd.EPILOG, no_args_is_help=True)(f
 app.command(name="index", epilog=index_cmd.EPILOG, no_args_is_help=True)(index_cmd.index)
 app.command(name="bench", epilog=bench_cmd.EPILOG)(bench_cmd.bench)
 app.command(name="view", epilog=view_cmd.EPILOG, no_args_is_help=True)(view_cmd.view)
+app.command(name="serve", epilog=serve_cmd.EPILOG)(serve_cmd.serve)
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(taxonomy_cmd.app, name="taxonomy")
 

@@ -15,7 +15,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ..engine.registry import ENGINE_CHOICES
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, B2nerError, Terminated, UsageError
+from ..runs.settings import DEFAULT_BATCH_TOKENS
 
 if TYPE_CHECKING:
     from ..retrieval.knn import KnnSpec
@@ -196,6 +198,54 @@ QuantizeOption = Annotated[
     Quantize, typer.Option("--quantize", help="auto: 4-bit NF4 only when the model does not fit in GPU memory.")
 ]
 MaxNewTokensOption = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Cap on answer tokens per prompt.")]
+NoAdapterOption = Annotated[bool, typer.Option("--no-adapter", help="Run the backbone without its adapter.")]
+MaxMemoryOption = Annotated[
+    list[str] | None,
+    typer.Option("--max-memory", help="Memory per device for spreading over GPUs, e.g. 0=20GiB (repeatable)."),
+]
+MergeOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--merge/--no-merge",
+        help="Merge the adapter into the backbone \\[default: merged for bf16/fp16 without 4/8-bit].",
+        show_default=False,
+    ),
+]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help=f"Generation engine: {', '.join(ENGINE_CHOICES)} (auto: hf unless "
+        "continuous batching is measured faster on this device).",
+    ),
+]
+TrustRemoteCodeOption = Annotated[
+    bool,
+    typer.Option("--trust-remote-code", help="Run the model repo's own Python code (off by default)."),
+]
+BatchTokensOption = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-tokens",
+        min=1,
+        help="Most padded prompt tokens in one batch "
+        f"\\[default: from free GPU memory; {DEFAULT_BATCH_TOKENS} on CPU].",
+    ),
+]
+MaxChunkTokensOption = Annotated[
+    int,
+    typer.Option(
+        "--max-chunk-tokens", min=16, help="Longer texts are split at sentence ends into chunks of this size."
+    ),
+]
+MinScoreOption = Annotated[
+    float | None,
+    typer.Option(
+        "--min-score", min=0.0, max=1.0, help="Drop entities whose score (the model's probability) is below this."
+    ),
+]
+FlatOption = Annotated[bool, typer.Option("--flat", help="Resolve overlapping entities: the longer span wins.")]
+KeepRawOption = Annotated[bool, typer.Option("--keep-raw", help='Add "raw": the model\'s answer as generated.')]
 
 
 class Uncertainty(str, Enum):
@@ -234,6 +284,9 @@ CascadeModeOption = Annotated[
         help="span: an uncertain entity the LLM also finds takes its label, else it is dropped; "
         "sentence: the LLM's entities replace the routed document's \\[default: span].",
     ),
+]
+McSamplesOption = Annotated[
+    int, typer.Option("--mc-samples", min=1, help="Taggers: stochastic passes for --uncertainty mc-dropout.")
 ]
 UncertaintyOption = Annotated[
     Uncertainty,

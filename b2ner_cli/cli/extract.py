@@ -16,7 +16,6 @@ from rich.console import Console
 
 from ..cascade.spec import cascade_from_flags, cascade_summary, check_cascade
 from ..engine.base import DEFAULT_MAX_NEW_TOKENS
-from ..engine.registry import ENGINE_CHOICES
 from ..errors import UsageError
 from ..io.examples import load_examples
 from ..io.readers import ReadOptions
@@ -39,6 +38,7 @@ from .common import (
     AdapterOption,
     AdapterRevisionOption,
     BatchSizeOption,
+    BatchTokensOption,
     CascadeAdapterOption,
     CascadeModeOption,
     CascadeOption,
@@ -47,6 +47,9 @@ from .common import (
     DeviceOption,
     Dtype,
     DtypeOption,
+    EngineOption,
+    FlatOption,
+    KeepRawOption,
     KnnKOption,
     KnnLambdaOption,
     KnnOption,
@@ -55,8 +58,14 @@ from .common import (
     LabelsOption,
     Lang,
     LangOption,
+    MaxChunkTokensOption,
+    MaxMemoryOption,
     MaxNewTokensOption,
+    McSamplesOption,
+    MergeOption,
+    MinScoreOption,
     ModelOption,
+    NoAdapterOption,
     OfflineOption,
     OutputOption,
     Quantize,
@@ -65,6 +74,7 @@ from .common import (
     RevisionOption,
     ShotsOption,
     ThresholdOption,
+    TrustRemoteCodeOption,
     Uncertainty,
     UncertaintyOption,
     WindowOption,
@@ -162,8 +172,8 @@ def extract(
         Path | None,
         typer.Option("--meta", help="Write run metadata here (default with -o: OUTPUT.meta.json)."),
     ] = None,
-    keep_raw: Annotated[bool, typer.Option("--keep-raw", help='Add "raw": the model\'s answer as generated.')] = False,
-    flat: Annotated[bool, typer.Option("--flat", help="Resolve overlapping entities: the longer span wins.")] = False,
+    keep_raw: KeepRawOption = False,
+    flat: FlatOption = False,
     whole_file: Annotated[
         bool, typer.Option("--whole-file", help="A .txt input is one document, not one per line.")
     ] = False,
@@ -183,59 +193,21 @@ def extract(
         str, typer.Option("--labels-field", help="JSONL field holding per-record labels.")
     ] = "labels",
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
-    batch_tokens: Annotated[
-        int | None,
-        typer.Option(
-            "--batch-tokens",
-            min=1,
-            help="Most padded prompt tokens in one batch "
-            f"\\[default: from free GPU memory; {DEFAULT_BATCH_TOKENS} on CPU].",
-        ),
-    ] = None,
+    batch_tokens: BatchTokensOption = None,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
-    max_chunk_tokens: Annotated[
-        int,
-        typer.Option(
-            "--max-chunk-tokens", min=16, help="Longer texts are split at sentence ends into chunks of this size."
-        ),
-    ] = DEFAULT_CHUNK_TOKENS,
+    max_chunk_tokens: MaxChunkTokensOption = DEFAULT_CHUNK_TOKENS,
     revision: RevisionOption = None,
     adapter_revision: AdapterRevisionOption = None,
-    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Run the backbone without its adapter.")] = False,
+    no_adapter: NoAdapterOption = False,
     offline: OfflineOption = False,
     device: DeviceOption = Device.auto,
     dtype: DtypeOption = Dtype.auto,
     quantize: QuantizeOption = Quantize.auto,
-    max_memory: Annotated[
-        list[str] | None,
-        typer.Option("--max-memory", help="Memory per device for spreading over GPUs, e.g. 0=20GiB (repeatable)."),
-    ] = None,
-    merge: Annotated[
-        bool | None,
-        typer.Option(
-            "--merge/--no-merge",
-            help="Merge the adapter into the backbone \\[default: merged for bf16/fp16 without 4/8-bit].",
-            show_default=False,
-        ),
-    ] = None,
-    engine: Annotated[
-        str,
-        typer.Option(
-            "--engine",
-            help=f"Generation engine: {', '.join(ENGINE_CHOICES)} (auto: hf unless "
-            "continuous batching is measured faster on this device).",
-        ),
-    ] = "auto",
-    min_score: Annotated[
-        float | None,
-        typer.Option(
-            "--min-score", min=0.0, max=1.0, help="Drop entities whose score (the model's probability) is below this."
-        ),
-    ] = None,
-    trust_remote_code: Annotated[
-        bool,
-        typer.Option("--trust-remote-code", help="Run the model repo's own Python code (off by default)."),
-    ] = False,
+    max_memory: MaxMemoryOption = None,
+    merge: MergeOption = None,
+    engine: EngineOption = "auto",
+    min_score: MinScoreOption = None,
+    trust_remote_code: TrustRemoteCodeOption = False,
     data_parallel: Annotated[
         str,
         typer.Option(
@@ -245,9 +217,7 @@ def extract(
         ),
     ] = "1",
     uncertainty: UncertaintyOption = Uncertainty.confidence,
-    mc_samples: Annotated[
-        int, typer.Option("--mc-samples", min=1, help="Taggers: stochastic passes for --uncertainty mc-dropout.")
-    ] = 8,
+    mc_samples: McSamplesOption = 8,
     window: WindowOption = DEFAULT_WINDOW,
     resume: Annotated[
         bool,
