@@ -94,19 +94,30 @@ class KnnIndex:
 
         if keys.ndim != 2 or values.ndim != 2 or keys.shape[0] != values.shape[0]:
             raise ValueError("keys [N, D] and values [N, V] must have one row per stored key")
-        self.keys = torch.nn.functional.normalize(keys.float(), dim=-1).contiguous()
+        self._keys: Tensor | None = torch.nn.functional.normalize(keys.float(), dim=-1).contiguous()
         self.values = values.long()
         self.classes = classes
+        self.size = int(keys.shape[0])
         self.backend = available_backend(backend)
         self._faiss: Any = None
-        if self.backend == "faiss" and len(self):
+        if self.backend == "faiss" and self.size:
             import faiss
 
-            self._faiss = faiss.IndexFlatIP(self.keys.shape[1])
-            self._faiss.add(self.keys.numpy())
+            self._faiss = faiss.IndexFlatIP(keys.shape[1])
+            self._faiss.add(self._keys.numpy())
+            self._keys = None  # FAISS holds its own copy: one copy of the keys in memory, not two
+
+    @property
+    def keys(self) -> Tensor:
+        """The stored keys, L2-normalised [N, D]."""
+        import torch
+
+        if self._keys is not None:
+            return self._keys
+        return torch.from_numpy(self._faiss.reconstruct_n(0, self.size))
 
     def __len__(self) -> int:
-        return int(self.keys.shape[0])
+        return self.size
 
     def search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """Cosine similarities and indices of the ``min(k, N)`` nearest keys of each query, nearest first."""
@@ -121,8 +132,9 @@ class KnnIndex:
             return torch.from_numpy(scores), torch.from_numpy(indices).long()
         rows = max(1, _BLOCK // len(self))
         found_s, found_i = [], []
+        keys = self.keys
         for at in range(0, queries.shape[0], rows):
-            top = torch.topk(queries[at : at + rows] @ self.keys.T, k, dim=-1)
+            top = torch.topk(queries[at : at + rows] @ keys.T, k, dim=-1)
             found_s.append(top.values)
             found_i.append(top.indices)
         return torch.cat(found_s), torch.cat(found_i)
