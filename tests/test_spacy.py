@@ -323,6 +323,7 @@ def test_extract_format_spacy_needs_a_file_and_spacy(fake_model: str, tmp_path: 
     assert result.stderr == ("Error: --format spacy needs spacy, which is not installed.\n"
                              "Hint: pip install 'b2ner[spacy]'\n")  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+    assert "'b2ner[spacy]'" in cli("extract", "--help").stdout  # the brackets survive Rich's markup
 
 
 def test_an_interrupted_run_keeps_its_docs_beside_an_existing_file(fake_model: str, tmp_path: Path) -> None:

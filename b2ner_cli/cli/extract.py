@@ -159,7 +159,7 @@ def extract(
             "-f",
             help="jsonl (data), table (highlighted in the terminal), html (a self-contained page to open in a "
             "browser; with -o FILE.html, or stdout redirected to a file) or spacy (a spaCy DocBin; with -o "
-            "FILE.spacy; needs pip install 'b2ner[spacy]').",
+            "FILE.spacy; needs pip install 'b2ner\\[spacy]').",
         ),
     ] = OutputFormat.jsonl,
     meta: Annotated[
