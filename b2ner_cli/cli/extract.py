@@ -90,6 +90,7 @@ class OutputFormat(str, Enum):
     jsonl = "jsonl"
     table = "table"
     html = "html"
+    spacy = "spacy"
 
 
 class InputFormat(str, Enum):
@@ -107,6 +108,8 @@ EPILOG = """[bold]Examples[/]
   b2ner extract docs.jsonl -m b2ner-20b --labels-file labels.json --format table
 
   b2ner extract notes.txt -l "person,organization,location" --format html -o notes.html   # open in a browser
+
+  b2ner extract notes.txt -l "person,organization,location" --format spacy -o notes.spacy   # a spaCy DocBin
 
   echo "Barack Obama visited Paris." | b2ner extract - -m ./my-model --adapter ./my-lora -l "person,location"
 
@@ -164,8 +167,9 @@ def extract(
         typer.Option(
             "--format",
             "-f",
-            help="jsonl (data), table (highlighted in the terminal) or html (a self-contained page to open in a "
-            "browser; with -o FILE.html, or stdout redirected to a file).",
+            help="jsonl (data), table (highlighted in the terminal), html (a self-contained page to open in a "
+            "browser; with -o FILE.html, or stdout redirected to a file) or spacy (a spaCy DocBin; with -o "
+            "FILE.spacy; needs pip install 'b2ner\\[spacy]').",
         ),
     ] = OutputFormat.jsonl,
     meta: Annotated[
@@ -326,6 +330,15 @@ def extract(
 
         title = ", ".join("stdin" if path == "-" else Path(path).name for path in inputs)
         sink = HtmlSink(output, keep_raw=keep_raw, title=title)
+    elif output_format is OutputFormat.spacy:
+        if output in (None, "-"):
+            raise UsageError("--format spacy writes a binary spaCy DocBin file, not to stdout.", "Add -o FILE.spacy.")
+        from ..integrations import require
+
+        require("spacy", "spacy", "--format spacy")
+        from ..integrations.spacy import DocBinSink
+
+        sink = DocBinSink(output, keep_raw=keep_raw)
     to_terminal = output in (None, "-") and sys.stdout.isatty()
     with RunView(err, quiet=quiet, records_to_terminal=to_terminal) as view:
         result = execute(spec, sink=sink, events=view)

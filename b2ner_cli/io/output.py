@@ -12,9 +12,9 @@ output the user cannot write. ``-``/``None`` (stdout), character devices and FIF
   write one target, the last to commit wins, whole.
 - A symlink is resolved first: its target is written and the link is kept.
 - A character device, FIFO, socket, or a ``/dev/stdout``-like path is written directly (no temporary file).
-- ``abort()`` ends a failed or interrupted run. Only complete lines are kept. When the target did not exist,
-  the partial result is published at the target (a valid file with the records completed so far). When the
-  target exists, it stays intact and the partial result is kept beside it as ``<name>.partial`` (one stable name:
+- ``abort()`` ends a failed or interrupted run. Only complete lines (whole writes) are kept. When the target did
+  not exist, the partial result is published at the target (a valid file with the records completed so far). When
+  the target exists, it stays intact and the partial result is kept beside it as ``<name>.partial`` (one stable name:
   a later aborted run replaces it); ``abort()`` returns where the partial result went.
 - ``discard()`` drops the temporary file and leaves the target as it was.
 - Disk full (ENOSPC/EDQUOT), permission and read-only errors become one-line ``OutputError``s with a hint; the
@@ -158,9 +158,12 @@ class AtomicFile:
 
     def write(self, text: str) -> None:
         """Write and flush ``text``; an OSError removes the temporary file and raises an OutputError."""
+        self.write_bytes(text.encode("utf-8"))
+
+    def write_bytes(self, data: bytes) -> None:
+        """Write and flush ``data`` (a binary output, e.g. a spaCy DocBin), as :meth:`write` does."""
         if self._file.closed:
             raise ValueError("write to a closed output")
-        data = text.encode("utf-8")
         try:
             self._file.write(data)
             self._file.flush()
