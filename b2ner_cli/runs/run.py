@@ -7,7 +7,7 @@ dev scoring drive the same code. The core reports through ``events`` and never p
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -139,6 +139,16 @@ class OutputSpec:
         return None
 
 
+@dataclass(frozen=True)
+class RaySpec:
+    """``extract --ray``: where and how wide (see :mod:`b2ner_cli.runs.ray_pool`). ``address`` as ``ray.init``
+    takes it (None: ``RAY_ADDRESS`` when set, else a new local Ray for this run; ``auto``: the running cluster;
+    ``ray://HOST:10001``: Ray Client); ``actors``: the pool size (None: one per GPU of the cluster, one without)."""
+
+    address: str | None = None
+    actors: int | None = None
+
+
 # -- the run ----------------------------------------------------------------------------------------------------
 
 
@@ -165,6 +175,8 @@ class RunSpec:
     resume: bool = False
     #: ``--demos STORE``: each document's nearest training sentences are its few-shot examples.
     demos: DemoSpec | None = None
+    #: ``--ray``: extract in a pool of Ray actors (one replica each) instead of this process.
+    ray: RaySpec | None = None
 
 
 @dataclass
@@ -270,6 +282,9 @@ def execute(
         from .distributed import detect_launch
 
         launch = detect_launch()
+        if launch is not None and spec.ray is not None:
+            raise UsageError("--ray does not run under torchrun or accelerate launch.",
+                             "Start b2ner once, without the launcher: Ray places the replicas.")  # fmt: skip
         if launch is not None:  # torchrun / accelerate launch: this rank's share, merged by rank 0
             from .distributed import execute_rank, execute_shared
 
@@ -281,6 +296,10 @@ def execute(
             if sink is not None or documents is not None:
                 raise UsageError("A distributed run writes JSONL to a file.", "Use --format jsonl with -o FILE.")
             return execute_rank(spec, launch, emit)
+    if spec.ray is not None and recognizer is None:  # before anything is read or written
+        from .ray_pool import import_ray
+
+        import_ray()
     source = documents if documents is not None else read_documents(spec.inputs, spec.read)
     done = None
     if spec.resume:  # before any model loads: a wrong file fails fast
@@ -292,7 +311,8 @@ def execute(
         source = skip_done(source, done)
     source = with_demos(spec, source)
     task = spec.task
-    parallel = recognizer is None and spec.data_parallel > 1
+    on_ray = recognizer is None and spec.ray is not None
+    parallel = on_ray or (recognizer is None and spec.data_parallel > 1)
     described: dict[str, object] = {}
     if not parallel:
         if recognizer is None:
@@ -303,6 +323,7 @@ def execute(
         emit(Loaded(described))
     manifest = manifest_of(spec, task)
     stats = RunStats()
+    pool: dict[str, object] = {}  # the metadata's ``ray`` block
     out: RecordSink
     if sink is None:
         jsonl = JsonlSink(spec.output.path, spec.output.keep_raw)
@@ -324,9 +345,14 @@ def execute(
     def progress() -> None:
         emit(Progress(stats, time.time() - start, total))
 
+    records: Iterator[Record] = iter(())
     try:
         if recognizer is not None:
             records = stream(recognizer, source, task, stats, progress)
+        elif on_ray:
+            from .ray_pool import ray_records
+
+            records = ray_records(spec, source, stats, described, pool)
         else:
             records = _parallel(spec, task, source, stats, described)
         for record in records:
@@ -337,6 +363,8 @@ def execute(
         status = "interrupted"
         raise
     finally:
+        if isinstance(records, Generator):  # its workers (processes, a Ray it started) stop now, not at collection
+            records.close()
         seconds = time.time() - start
         partial = out.close(status == "complete")
         meta_path = spec.output.meta_path()
@@ -353,6 +381,8 @@ def execute(
             if recognizer is not None:  # the LLM, when some document was routed, loaded during the run
                 manifest.update(recognizer.describe())
             manifest["cascade"] = cascade_block(spec.model.cascade, task.settings.uncertainty, stats.cascade)
+        if pool:
+            manifest.update(data_parallel=pool["actors"], ray=pool)
         if meta_path is not None:
             write_json_atomic(meta_path, manifest)
         if partial is not None:
