@@ -238,7 +238,7 @@ def extract(
         bool,
         typer.Option(
             "--ray",
-            help="Extract on Ray (pip install 'b2ner[ray]'): the input as a Ray Dataset, one model replica per actor "
+            help="Extract on Ray (pip install 'b2ner\\[ray]'): the input as a Ray Dataset, one model replica per actor "
             "(one GPU each when the cluster has GPUs); --data-parallel sets the number of actors (auto: one per "
             "GPU). Joins RAY_ADDRESS when set, else starts a local Ray.",
         ),
