@@ -181,3 +181,19 @@ def test_an_llm_run_prompts_each_document_with_its_own_demonstrations(store: Pat
     assert f"Text: {ROWS[0]['text']} \nAnswer: {ANSWERS[0]} \n\nText: Yesterday David Lee flew to Tokyo \n" in first
     assert f"Text: {ROWS[2]['text']} \nAnswer: None \n\nText: In Rome , Emma met friends \n" in second
     assert json.loads((tmp_path / "out.jsonl.meta.json").read_text())["demos"]["shots"] == 1
+
+
+def test_data_parallel_ranks_prompt_with_the_same_demonstrations(store: Path, tiny, tmp_path: Path) -> None:
+    """Under --data-parallel each rank retrieves its documents' demonstrations: the tiny LLM's raw answers are those
+    of one process, and they depend on the demonstrations (without them they differ)."""
+    query = tmp_path / "q.txt"
+    query.write_text("Yesterday David Lee flew to Tokyo\nIn Rome , Emma met friends\n李明住在北京\n", encoding="utf-8")
+    common = ["extract", str(query), "-l", "person,location", "-m", str(tiny.base), "--adapter", str(tiny.adapter),
+              "--device", "cpu", "--keep-raw", "-b", "1", "--window", "1", "--max-new-tokens", "12", "-q"]  # fmt: skip
+    single = cli(*common, "--demos", str(store), "--shots", "1")
+    parallel = cli(*common, "--demos", str(store), "--shots", "1", "--data-parallel", "2")
+    without = cli(*common)
+    assert single.exit_code == parallel.exit_code == without.exit_code == 0, parallel.output
+    assert parallel.stdout == single.stdout
+    raw = [json.loads(line)["raw"] for line in single.stdout.splitlines()]
+    assert raw != [json.loads(line)["raw"] for line in without.stdout.splitlines()]

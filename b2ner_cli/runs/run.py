@@ -290,12 +290,15 @@ def execute(
 
             if documents is not None and sink is not None:  # eval -m: gold texts in, predictions gathered
                 return execute_shared(spec, launch, documents, sink, emit)
-            if spec.demos is not None:
-                raise UsageError("--demos does not run under torchrun or accelerate launch yet.",
-                                 "Run it in one process; --data-parallel works.")  # fmt: skip
             if sink is not None or documents is not None:
                 raise UsageError("A distributed run writes JSONL to a file.", "Use --format jsonl with -o FILE.")
             return execute_rank(spec, launch, emit)
+    if recognizer is None and spec.data_parallel > 1 and spec.ray is None:
+        if documents is not None:
+            raise UsageError("--data-parallel extracts from input files, not from documents given in memory.")
+        from .parallel import execute_parallel  # local processes on the torchrun path
+
+        return execute_parallel(spec, sink, emit)
     if spec.ray is not None and recognizer is None:  # before anything is read or written
         from .ray_pool import import_ray
 
@@ -312,9 +315,8 @@ def execute(
     source = with_demos(spec, source)
     task = spec.task
     on_ray = recognizer is None and spec.ray is not None
-    parallel = on_ray or (recognizer is None and spec.data_parallel > 1)
     described: dict[str, object] = {}
-    if not parallel:
+    if not on_ray:
         if recognizer is None:
             emit(Loading(spec.model))
             recognizer = load_recognizer(spec.model, LoadOptions(spec.quiet, lambda line: emit(Note(line))))
@@ -349,12 +351,10 @@ def execute(
     try:
         if recognizer is not None:
             records = stream(recognizer, source, task, stats, progress)
-        elif on_ray:
+        else:
             from .ray_pool import ray_records
 
             records = ray_records(spec, source, stats, described, pool)
-        else:
-            records = _parallel(spec, task, source, stats, described)
         for record in records:
             out.write(record.relabeled(back))
             progress()
@@ -426,19 +426,6 @@ def count_documents(paths: Iterable[str], options: ReadOptions) -> int | None:
 
 def _length(documents: Iterable[Document]) -> int | None:
     return len(documents) if isinstance(documents, Sized) else None
-
-
-def _parallel(
-    spec: RunSpec, task: Task, documents: Iterable[Document], stats: RunStats, described: dict[str, object]
-) -> Iterator[Record]:
-    from ..models.resolve import resolve_spec
-    from .parallel import devices_for, gpu_count, parallel_stream
-
-    resolve_spec(spec.model, quiet=spec.quiet)  # fetch once here, so that the replicas only read the cache
-    model = replace(spec.model, offline=True)
-    devices = devices_for(spec.data_parallel, gpu_count() if spec.model.device != "cpu" else 0)
-    window = 4 * task.settings.batch_size
-    yield from parallel_stream(documents, model, task, devices, stats, window=window, described=described)
 
 
 def now() -> str:
