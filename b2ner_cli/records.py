@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,15 @@ class Record:
         if keep_raw and self.raw is not None:
             record["raw"] = self.raw
         return record
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Record:
+        """The record that :meth:`to_dict` (with ``keep_raw``) wrote: ``Record.from_dict(r.to_dict(True))`` writes
+        the same JSON as ``r`` (scores are rounded once, to 6 decimals, either way)."""
+        return cls(
+            str(data["id"]),
+            str(data["text"]),
+            [Entity(**entity) for entity in data["entities"]],
+            [Unmatched(**unmatched) for unmatched in data["unmatched"]],
+            data.get("raw"),
+        )

@@ -1,8 +1,9 @@
 """Extraction on one process against two torchrun ranks (CPU, a small random Llama), and the cost of rank 0's merge.
 
 (1) The same input and model, `b2ner extract` in one process vs `torchrun --nproc-per-node 2` (each rank one
-    thread, the single process two threads: the same cores). Prints documents/s for both, the ratio, and checks the
-    outputs are byte-identical.
+    thread, the single process two threads: the same cores), vs `--data-parallel 2` (the same rank path, started by
+    b2ner itself) and, where Ray is installed, `--ray --data-parallel 2` (two actors). Prints documents/s for each,
+    the ratios, and checks the outputs are byte-identical.
 (2) `runs.distributed.merge` of N part records (default 1,000,000, as 2 parts of synthetic extract records): seconds
     and records/s.
 
@@ -57,12 +58,27 @@ def main() -> None:
         two = extract([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                        "-m", "b2ner_cli", *common, "-o", str(root / "two.jsonl")],
                       {**env, "OMP_NUM_THREADS": "1"})  # fmt: skip
-        same = (root / "one.jsonl").read_bytes() == (root / "two.jsonl").read_bytes()
+        local = extract([sys.executable, "-m", "b2ner_cli", *common, "-o", str(root / "local.jsonl"),
+                         "--data-parallel", "2"], {**env, "OMP_NUM_THREADS": "2"})  # fmt: skip
+        expected = (root / "one.jsonl").read_bytes()
         print(f"{args.docs} documents, random Llama hidden {args.hidden}, 4 layers, 2 CPU cores (wall time, loading "
               "included)")  # fmt: skip
         print(f"  one process (2 threads):        {one:6.1f} s = {args.docs / one:7.1f} docs/s")
-        print(f"  torchrun, 2 ranks (1 thread):   {two:6.1f} s = {args.docs / two:7.1f} docs/s")
-        print(f"  ratio {one / two:.2f}x; outputs byte-identical: {same}")
+        print(f"  torchrun, 2 ranks (1 thread):   {two:6.1f} s = {args.docs / two:7.1f} docs/s  ({one / two:.2f}x)")
+        print(f"  --data-parallel 2:              {local:6.1f} s = {args.docs / local:7.1f} docs/s  "
+              f"({one / local:.2f}x)")  # fmt: skip
+        same = [(root / name).read_bytes() == expected for name in ("two.jsonl", "local.jsonl")]
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            print("  --ray: not installed (pip install 'b2ner[ray]')")
+        else:
+            on_ray = extract([sys.executable, "-m", "b2ner_cli", *common, "-o", str(root / "ray.jsonl"), "--ray",
+                              "--data-parallel", "2"], {**env, "RAY_ADDRESS": ""})  # fmt: skip
+            print(f"  --ray, 2 actors (1 CPU each):   {on_ray:6.1f} s = {args.docs / on_ray:7.1f} docs/s  "
+                  f"({one / on_ray:.2f}x; Ray's start included)")  # fmt: skip
+            same.append((root / "ray.jsonl").read_bytes() == expected)
+        print(f"  outputs byte-identical to one process: {all(same)}")
 
         # (2) rank 0's merge: two part files of synthetic records in the journal format, windows of 256
         output = root / "merged.jsonl"

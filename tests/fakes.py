@@ -7,6 +7,7 @@ plugin recognizer would. Registered through :func:`b2ner_cli.runs.recognizer.reg
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 
 from b2ner_cli.io.readers import Document
@@ -54,3 +55,21 @@ class FakeRecognizer:
 
     def describe(self) -> dict[str, object]:
         return {"recognizer": self.kind, "backbone": "fake"}
+
+
+class CrashOnceRecognizer(FakeRecognizer):
+    """A fake whose process dies outright (no cleanup, as a lost worker) the first time it meets a document saying
+    ``CRASH``; ``marker`` records that it did, so the retry of that window goes through."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def recognize(
+        self, window: Sequence[Document], task: Task, stats: RunStats, progress: ProgressHook | None = None
+    ) -> Iterator[Record]:
+        if any("CRASH" in d.text for d in window) and not os.path.exists(self.marker):
+            with open(self.marker, "w", encoding="utf-8") as stream:
+                stream.write(str(os.getpid()))
+            os._exit(1)
+        yield from super().recognize(window, task, stats, progress)

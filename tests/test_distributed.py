@@ -175,3 +175,76 @@ def test_merge_refuses_a_gap(tmp_path: Path) -> None:
     parts[1].write_text('{"window": 1, "record": {"id": "3"}}\n')
     assert merge(parts, str(tmp_path / "out.jsonl")) == 3
     assert (tmp_path / "out.jsonl").read_text() == '{"id": "1"}\n{"id": "3"}\n{"id": "5"}\n'
+
+
+# -- --data-parallel N: N local processes on the same rank path -------------------------------------------------------
+
+
+def _extract(args: list[str]) -> subprocess.Popen[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    return subprocess.Popen([sys.executable, "-m", "b2ner_cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def test_data_parallel_stops_on_sigterm_and_resumes(tiny, tmp_path: Path) -> None:
+    source = _source(tmp_path, 24)
+    expected = _single(tiny, source, tmp_path / "single.jsonl")
+    out = tmp_path / "out.jsonl"
+    part = part_path(out, 1, 2)
+    process = _extract(_args(tiny, source, "-o", str(out), "--data-parallel", "2"))
+    deadline = time.time() + 300
+    while (
+        time.time() < deadline and process.poll() is None and (not part.exists() or part.read_bytes().count(b"\n") < 3)
+    ):
+        time.sleep(0.05)
+    ranks = psutil.Process(process.pid).children(recursive=True)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert stderr.splitlines()[-1] == "Stopped by SIGTERM." and "Traceback" not in stderr
+    assert not out.exists()
+    meta = json.loads(Path(f"{out}.meta.json").read_text(encoding="utf-8"))
+    assert meta["status"] == "interrupted" and meta["records_written"] == 0 and meta["data_parallel"] == 2
+    assert meta["distributed"]["world_size"] == 2 and meta["distributed"]["records_per_rank"][1] >= 3
+    _, alive = psutil.wait_procs(ranks, timeout=20)
+    assert not alive  # the rank processes stopped with their launcher
+
+    process = _extract(_args(tiny, source, "-o", str(out), "--data-parallel", "2", "--resume"))
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    assert out.read_text(encoding="utf-8") == expected  # every document once, in input order
+    meta = json.loads(Path(f"{out}.meta.json").read_text(encoding="utf-8"))
+    # windows of 2 over 24 documents: 6 windows per rank, 12 records each
+    assert meta["distributed"] == {"world_size": 2, "records_per_rank": [12, 12]} and meta["data_parallel"] == 2
+    assert meta["resumed_records"] % 2 == 0 and meta["resumed_records"] >= 2
+    assert meta["stats"]["documents"] == 24 - meta["resumed_records"] and meta["status"] == "complete"
+    assert _leftovers(tmp_path) == []
+
+
+def test_data_parallel_reads_stdin_writes_stdout_and_resumes_a_single_run(tiny, tmp_path: Path) -> None:
+    source = _source(tmp_path, 5)
+    lines = source.read_text(encoding="utf-8")
+    single = cli(*_args(tiny, Path("-")), input=lines)
+    assert single.exit_code == 0, single.output
+    # 5 documents in windows of 2: rank 0 takes windows 0 and 2 ([1,2], [5]), rank 1 window 1 ([3,4])
+    parallel = cli(*_args(tiny, Path("-"), "--data-parallel", "2"), input=lines)
+    assert parallel.exit_code == 0, parallel.output
+    assert parallel.stdout == single.stdout
+    assert [json.loads(line)["id"] for line in parallel.stdout.splitlines()] == [f"<stdin>:{i}" for i in range(1, 6)]
+
+    # a one-process run stopped after 3 records (the 4th cut mid-line) continues on 2 processes: its whole
+    # windows (records 1-2) are kept, the rest is extracted again
+    expected = single.stdout.replace('"<stdin>:', f'"{source}:')  # the same records, read from the file
+    whole = expected.splitlines(keepends=True)
+    out = tmp_path / "out.jsonl"
+    out.write_text("".join(whole[:3]) + whole[3][:15], encoding="utf-8")
+    resumed = cli(*_args(tiny, source, "-o", str(out), "--data-parallel", "2", "--resume"))
+    assert resumed.exit_code == 0, resumed.output
+    assert out.read_text(encoding="utf-8") == expected
+    meta = json.loads(Path(f"{out}.meta.json").read_text(encoding="utf-8"))
+    assert meta["resumed_records"] == 2 and meta["stats"]["documents"] == 3
+    assert meta["distributed"] == {"world_size": 2, "records_per_rank": [3, 2]}
+    assert _leftovers(tmp_path) == []

@@ -66,3 +66,15 @@ def test_resume_prefers_the_newer_partial_file(fake_model: str, source: Path, tm
     meta = json.loads(Path(f"{out}.meta.json").read_text(encoding="utf-8"))
     assert meta["resumed_from"] == str(partial) and meta["resumed_records"] == 3
     assert out.read_text(encoding="utf-8") == complete
+
+
+def test_resume_in_one_process_points_to_the_parts_of_several(fake_model: str, source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    part = tmp_path / ".out.jsonl.rank-0-of-3.jsonl"
+    part.write_text("", encoding="utf-8")  # an interrupted 3-process run
+    result = run(source, out, "--resume")
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    assert result.stderr.splitlines() == [  # type: ignore[attr-defined]
+        f"Error: Nothing to resume in one process: {out} does not exist, but {part} does.",
+        "Hint: Resume with --data-parallel 3 (or 3 torchrun processes).",
+    ]

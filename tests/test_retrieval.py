@@ -208,3 +208,19 @@ def test_eval_with_demos_prompts_each_gold_text_with_its_neighbours(
     assert json.loads(Path(f"{out}.meta.json").read_text())["demos"] == {"store": str(store), "shots": 1}
     refused = cli("eval", str(gold), "-m", str(tagger.path), "--demos", str(store))
     assert refused.exit_code == 2 and "not an LLM" in refused.stderr
+
+
+def test_data_parallel_ranks_prompt_with_the_same_demonstrations(store: Path, tiny, tmp_path: Path) -> None:
+    """Under --data-parallel each rank retrieves its documents' demonstrations: the tiny LLM's raw answers are those
+    of one process, and they depend on the demonstrations (without them they differ)."""
+    query = tmp_path / "q.txt"
+    query.write_text("Yesterday David Lee flew to Tokyo\nIn Rome , Emma met friends\n李明住在北京\n", encoding="utf-8")
+    common = ["extract", str(query), "-l", "person,location", "-m", str(tiny.base), "--adapter", str(tiny.adapter),
+              "--device", "cpu", "--keep-raw", "-b", "1", "--window", "1", "--max-new-tokens", "12", "-q"]  # fmt: skip
+    single = cli(*common, "--demos", str(store), "--shots", "1")
+    parallel = cli(*common, "--demos", str(store), "--shots", "1", "--data-parallel", "2")
+    without = cli(*common)
+    assert single.exit_code == parallel.exit_code == without.exit_code == 0, parallel.output
+    assert parallel.stdout == single.stdout
+    raw = [json.loads(line)["raw"] for line in single.stdout.splitlines()]
+    assert raw != [json.loads(line)["raw"] for line in without.stdout.splitlines()]

@@ -25,7 +25,7 @@ from ..models.spec import ModelSpec
 from ..retrieval.demos import DemoSpec
 from ..runs.labels import LabelSources, resolve_labels
 from ..runs.recognizer import recognizer_kind
-from ..runs.run import OutputSpec, RecordSink, RunResult, RunSpec, check, execute, preview
+from ..runs.run import OutputSpec, RaySpec, RecordSink, RunResult, RunSpec, check, execute, preview
 from ..runs.settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BATCH_TOKENS,
@@ -124,6 +124,8 @@ EPILOG = """[bold]Examples[/]
   b2ner extract notes.txt -m ./my-tagger --cascade b2ner-7b --threshold 0.4 -o notes.jsonl   # LinkNER cascade
 
   b2ner extract notes.txt -m ./my-tagger --knn ./train-store -o notes.jsonl   # kNN-NER: store from b2ner index
+
+  b2ner extract corpus.jsonl -l "person,location" --ray --ray-address auto --data-parallel auto -o out.jsonl   # Ray
 """
 
 
@@ -217,9 +219,25 @@ def extract(
         typer.Option(
             "--data-parallel",
             help="Model replicas in separate processes, one per GPU (auto: one per visible GPU when there are "
-            "several); inputs are sharded and the output stays in input order.",
+            "several); inputs are sharded and the output stays in input order. With --ray: the number of actors.",
         ),
     ] = "1",
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Extract on Ray (pip install 'b2ner\\[ray]'): the input as a Ray Dataset, one model replica per actor "
+            "(one GPU each when the cluster has GPUs); --data-parallel sets the number of actors (auto: one per "
+            "GPU). Joins RAY_ADDRESS when set, else starts a local Ray.",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="With --ray (implies it): the cluster to join, e.g. auto (the running one) or ray://HOST:10001.",
+        ),
+    ] = None,
     uncertainty: UncertaintyOption = Uncertainty.confidence,
     mc_samples: McSamplesOption = 8,
     window: WindowOption = DEFAULT_WINDOW,
@@ -277,13 +295,15 @@ def extract(
     if cascade_spec is not None:
         model_spec = replace(model_spec, cascade=cascade_spec)
         check_cascade(model_spec)
+    on_ray = ray or ray_address is not None
     kind = recognizer_kind(replace(model_spec, cascade=None))
     tagger = kind == "tagger" or cascade_spec is not None
     if kind == "tagger":  # the flags a RunSpec does not carry; run.check refuses the rest
         from ..taggers.recognizer import check_tagger_options
 
         check_tagger_options(model_spec, Task.of(None, (), settings), map_labels=map_labels, dry_run=dry_run_,
-                             examples=examples is not None, data_parallel=data_parallel)  # fmt: skip
+                             examples=examples is not None,
+                             data_parallel="1" if on_ray else data_parallel)  # fmt: skip
     sources = LabelSources(labels, labels_file, labels_from_dataset, map_labels)
     advice = None if tagger else note_printer(err, quiet)  # raw-tag advice is about prompting
     resolved = resolve_labels(sources, lang.value, model=model_spec, note=advice)
@@ -315,11 +335,14 @@ def extract(
 
     from ..runs.parallel import replica_count
 
-    if not tagger:
+    if on_ray:  # the pool size; auto: one actor per GPU of the cluster, known once joined
+        actors = None if data_parallel == "auto" else replica_count(data_parallel, "cpu")
+        spec = replace(spec, ray=RaySpec(ray_address, actors))
+    elif not tagger:
         spec = replace(spec, data_parallel=replica_count(data_parallel, device.value))
     sink: RecordSink | None = None
     if output_format is OutputFormat.table:
-        sink = TableRenderer(Console(highlight=False))
+        sink = TableRenderer(Console(file=sys.stdout, highlight=False))
     elif output_format is OutputFormat.html:
         if output in (None, "-") and sys.stdout.isatty():
             raise UsageError(

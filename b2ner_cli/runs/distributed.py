@@ -312,6 +312,17 @@ def wait_for(path: Path, seconds: float = 5.0) -> None:
         time.sleep(0.1)
 
 
+def with_demos(spec: RunSpec, ours: Windows) -> Windows:
+    """``--demos``: each document of this rank's windows with its retrieved demonstrations (the store's tagger loads
+    in every rank, beside the model)."""
+    if spec.demos is None:
+        return ours
+    from ..retrieval.demos import Demonstrations
+
+    demos = Demonstrations.load(spec.demos, device=spec.model.device)
+    return ((number, list(demos.attach(window))) for number, window in ours)
+
+
 def stats_of(items: list[dict[str, Any]]) -> RunStats:
     total = RunStats()
     for item in items:
@@ -335,15 +346,16 @@ def _load_replica(
     return recognizer, task, described, manifest_of(spec, task)
 
 
-def execute_rank(spec: RunSpec, launch: Launch, events: Events) -> RunResult:
-    """This rank's share of ``spec``; on rank 0, the merged output and manifest (see the module docstring)."""
+def execute_rank(spec: RunSpec, launch: Launch, events: Events, *, local: bool = False) -> RunResult:
+    """This rank's share of ``spec``; on rank 0, the merged output and manifest (see the module docstring).
+    ``local``: one of the processes that ``--data-parallel`` started (:mod:`b2ner_cli.runs.parallel`)."""
     output = spec.output.path
     if output is None or output == "-":
         raise UsageError(
             f"A distributed run (rank {launch.rank} of {launch.world_size}) writes to a file: -o is required.",
             "Add -o FILE; rank 0 merges every rank's records into it.",
         )
-    if spec.data_parallel > 1:
+    if spec.data_parallel > 1 and not local:
         raise UsageError(
             "--data-parallel does not combine with torchrun or accelerate launch.",
             "Drop --data-parallel: the launcher's processes are the replicas.",
@@ -364,6 +376,7 @@ def execute_rank(spec: RunSpec, launch: Launch, events: Events) -> RunResult:
         if not path.exists():
             emit(Note(f"Rank {launch.rank}: no part file to resume ({path}); its windows are done again."))
     place_on_gpu(launch, spec.model.device)
+    ours = with_demos(spec, ours)
     group = TorchGroup(launch)
     try:
         recognizer, task, described, manifest = _load_replica(spec, launch, emit)

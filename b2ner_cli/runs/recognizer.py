@@ -106,6 +106,26 @@ def recognizer_kind(spec: ModelSpec) -> str:
     return "llm"
 
 
+@dataclass(frozen=True)
+class Registration:
+    """How this process loads a kind of recognizer: what another process (a Ray actor) registers to load a spec
+    as this one would. It travels as Ray ships any function, so a plugin's module must be importable there."""
+
+    kind: str
+    factory: Factory
+    matches: Matcher | None
+
+    def register(self) -> None:
+        register_recognizer(self.kind, self.factory, self.matches)
+
+
+def registration(spec: ModelSpec) -> Registration:
+    """The registration that loads ``spec`` in this process."""
+    kind = recognizer_kind(spec)
+    factory, matches = _REGISTRY[kind]
+    return Registration(kind, factory, matches)
+
+
 def load_recognizer(spec: ModelSpec, options: LoadOptions | None = None) -> Recognizer:
     """Load the recognizer a spec names (imports torch through the factory)."""
     factory, _ = _REGISTRY[recognizer_kind(spec)]

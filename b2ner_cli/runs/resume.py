@@ -41,6 +41,13 @@ def read_done(output: str | None) -> Done:
     path = Path(output)
     source = resume_source(path)
     if source is None:
+        parts = sorted(path.parent.glob(f".{path.name}.rank-*-of-*.jsonl"))
+        if parts:  # an interrupted run of several processes
+            processes = parts[0].name.rsplit("-of-", 1)[1].removesuffix(".jsonl")
+            raise UsageError(
+                f"Nothing to resume in one process: {path} does not exist, but {parts[0]} does.",
+                f"Resume with --data-parallel {processes} (or {processes} torchrun processes).",
+            )
         raise UsageError(f"Nothing to resume: {path} does not exist.", "Drop --resume to start the run.")
     records = []
     with open(source, encoding="utf-8") as stream:

@@ -7,7 +7,7 @@ dev scoring drive the same code. The core reports through ``events`` and never p
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -147,6 +147,16 @@ class OutputSpec:
         return None
 
 
+@dataclass(frozen=True)
+class RaySpec:
+    """``extract --ray``: where and how wide (see :mod:`b2ner_cli.runs.ray_pool`). ``address`` as ``ray.init``
+    takes it (None: ``RAY_ADDRESS`` when set, else a new local Ray for this run; ``auto``: the running cluster;
+    ``ray://HOST:10001``: Ray Client); ``actors``: the pool size (None: one per GPU of the cluster, one without)."""
+
+    address: str | None = None
+    actors: int | None = None
+
+
 # -- the run ----------------------------------------------------------------------------------------------------
 
 
@@ -173,6 +183,8 @@ class RunSpec:
     resume: bool = False
     #: ``--demos STORE``: each document's nearest training sentences are its few-shot examples.
     demos: DemoSpec | None = None
+    #: ``--ray``: extract in a pool of Ray actors (one replica each) instead of this process.
+    ray: RaySpec | None = None
 
 
 @dataclass
@@ -296,17 +308,27 @@ def execute(
         from .distributed import detect_launch
 
         launch = detect_launch()
+        if launch is not None and spec.ray is not None:
+            raise UsageError("--ray does not run under torchrun or accelerate launch.",
+                             "Start b2ner once, without the launcher: Ray places the replicas.")  # fmt: skip
         if launch is not None:  # torchrun / accelerate launch: this rank's share, merged by rank 0
             from .distributed import execute_rank, execute_shared
 
             if documents is not None and sink is not None:  # eval -m: gold texts in, predictions gathered
                 return execute_shared(spec, launch, documents, sink, emit)
-            if spec.demos is not None:
-                raise UsageError("--demos does not run under torchrun or accelerate launch yet.",
-                                 "Run it in one process; --data-parallel works.")  # fmt: skip
             if sink is not None or documents is not None:
                 raise UsageError("A distributed run writes JSONL to a file.", "Use --format jsonl with -o FILE.")
             return execute_rank(spec, launch, emit)
+    if recognizer is None and spec.data_parallel > 1 and spec.ray is None:
+        if documents is not None:
+            raise UsageError("--data-parallel extracts from input files, not from documents given in memory.")
+        from .parallel import execute_parallel  # local processes on the torchrun path
+
+        return execute_parallel(spec, sink, emit)
+    if spec.ray is not None and recognizer is None:  # before anything is read or written
+        from .ray_pool import import_ray
+
+        import_ray()
     source = documents if documents is not None else read_documents(spec.inputs, spec.read)
     done = None
     if spec.resume:  # before any model loads: a wrong file fails fast
@@ -318,9 +340,9 @@ def execute(
         source = skip_done(source, done)
     source = with_demos(spec, source)
     task = spec.task
-    parallel = recognizer is None and spec.data_parallel > 1
+    on_ray = recognizer is None and spec.ray is not None
     described: dict[str, object] = {}
-    if not parallel:
+    if not on_ray:
         if recognizer is None:
             emit(Loading(spec.model))
             recognizer = load_recognizer(spec.model, LoadOptions(spec.quiet, lambda line: emit(Note(line))))
@@ -329,6 +351,7 @@ def execute(
         emit(Loaded(described))
     manifest = manifest_of(spec, task)
     stats = RunStats()
+    pool: dict[str, object] = {}  # the metadata's ``ray`` block
     out: RecordSink
     if sink is None:
         jsonl = JsonlSink(spec.output.path, spec.output.keep_raw)
@@ -350,11 +373,14 @@ def execute(
     def progress() -> None:
         emit(Progress(stats, time.time() - start, total))
 
+    records: Iterator[Record] = iter(())
     try:
         if recognizer is not None:
             records = stream(recognizer, source, task, stats, progress)
         else:
-            records = _parallel(spec, task, source, stats, described)
+            from .ray_pool import ray_records
+
+            records = ray_records(spec, source, stats, described, pool)
         for record in records:
             out.write(record.relabeled(back))
             progress()
@@ -363,6 +389,8 @@ def execute(
         status = "interrupted"
         raise
     finally:
+        if isinstance(records, Generator):  # its workers (processes, a Ray it started) stop now, not at collection
+            records.close()
         seconds = time.time() - start
         meta_path = spec.output.meta_path()
         manifest.update(
@@ -378,6 +406,8 @@ def execute(
             if recognizer is not None:  # the LLM, when some document was routed, loaded during the run
                 manifest.update(recognizer.describe())
             manifest["cascade"] = cascade_block(spec.model.cascade, task.settings.uncertainty, stats.cascade)
+        if pool:
+            manifest.update(data_parallel=pool["actors"], ray=pool)
         if isinstance(out, DescribedSink):
             out.describe_run(manifest)
         partial = out.close(status == "complete")
@@ -424,19 +454,6 @@ def count_documents(paths: Iterable[str], options: ReadOptions) -> int | None:
 
 def _length(documents: Iterable[Document]) -> int | None:
     return len(documents) if isinstance(documents, Sized) else None
-
-
-def _parallel(
-    spec: RunSpec, task: Task, documents: Iterable[Document], stats: RunStats, described: dict[str, object]
-) -> Iterator[Record]:
-    from ..models.resolve import resolve_spec
-    from .parallel import devices_for, gpu_count, parallel_stream
-
-    resolve_spec(spec.model, quiet=spec.quiet)  # fetch once here, so that the replicas only read the cache
-    model = replace(spec.model, offline=True)
-    devices = devices_for(spec.data_parallel, gpu_count() if spec.model.device != "cpu" else 0)
-    window = 4 * task.settings.batch_size
-    yield from parallel_stream(documents, model, task, devices, stats, window=window, described=described)
 
 
 def now() -> str:
