@@ -34,3 +34,12 @@ def scored(records: Any) -> Any:
         for entity in record["entities"]:
             assert 0.0 < entity.pop("score") <= 1.0
     return records
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child a test will Ctrl-C: SIGINT back to its default. A test run started with ``&`` by
+    a non-interactive shell (a CI script, nohup) has SIGINT ignored, and children inherit that, so Python in the
+    child would never raise KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

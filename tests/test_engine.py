@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TAUGHT
-from helpers import cli
+from helpers import cli, interruptible
 
 from b2ner_cli.api import Extractor
 from b2ner_cli.pipeline import RunStats
@@ -123,7 +123,8 @@ def test_ctrl_c_leaves_a_valid_output_file(tiny, tmp_path: Path) -> None:
         "-o",
         str(out),
     ]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=interruptible)  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
         temporary = part()

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from fakes import FakeRecognizer
-from helpers import cli, read_jsonl, write_jsonl
+from helpers import cli, interruptible, read_jsonl, write_jsonl
 
 from b2ner_cli.errors import UsageError
 from b2ner_cli.io.readers import Document
@@ -339,7 +339,7 @@ def test_ctrl_c_stops_the_service_cleanly() -> None:
     code = SERVE_FAKE.format(tests=str(Path(__file__).parent))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env)  # fmt: skip
+                               text=True, env=env, preexec_fn=interruptible)  # fmt: skip
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
