@@ -282,3 +282,26 @@ def test_refusals(store: Path, tagger: Trained, tiny, tmp_path: Path) -> None:
     one_line_error(cli(*run, "-m", str(tagger.path), "--knn", str(old)), 2, "has no kNN keys", "--overwrite")
     gold = write_jsonl(tmp_path / "gold.jsonl", ROWS)
     one_line_error(cli("eval", str(gold), str(gold), "--knn", str(store)), 2, "--knn applies when eval runs a model")
+
+
+def test_serve_with_knn_answers_as_extract_does(store: Path, tagger: Trained, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    pytest.importorskip("starlette")
+    pytest.importorskip("httpx")
+    from starlette.testclient import TestClient
+
+    from b2ner_cli.serve import server
+
+    served: list[object] = []
+    monkeypatch.setattr(server.HttpServer, "serve", lambda self: served.append(self))
+    flags = ["--knn", str(store), "--knn-k", "1", "--knn-lambda", "1"]
+    result = cli("serve", "-m", str(tagger.path), "--port", "0", *flags)
+    assert result.exit_code == 0, result.output
+    running: object = served[0]
+    running.socket.close()  # type: ignore[attr-defined]
+    with TestClient(running._server.config.app) as client:  # type: ignore[attr-defined]
+        answer = client.post("/extract", json={"texts": [r["text"] for r in ROWS]}).json()
+        assert [entities(r) for r in answer["records"]] == GOLD
+        assert client.get("/info").json()["description"]["knn"]["keys"] == 66
+    refused = cli("serve", "-m", str(tagger.path), "--port", "0", "--knn", str(store), "--uncertainty", "evidential")
+    assert refused.exit_code == 2 and "cannot be used with --knn" in refused.stderr

@@ -14,14 +14,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..cascade.spec import cascade_from_flags, cascade_summary, check_cascade
+from ..cascade.spec import cascade_summary
 from ..engine.base import DEFAULT_MAX_NEW_TOKENS
 from ..errors import UsageError
 from ..io.examples import load_examples
 from ..io.readers import ReadOptions
 from ..io.writers import JsonlWriter
-from ..models.placement import parse_max_memory
-from ..models.spec import ModelSpec
 from ..retrieval.demos import DemoSpec
 from ..runs.labels import LabelSources, resolve_labels
 from ..runs.recognizer import recognizer_kind
@@ -80,6 +78,7 @@ from .common import (
     WindowOption,
     boundary,
     knn_spec,
+    model_spec_from_flags,
     note_printer,
     stderr_console,
 )
@@ -283,18 +282,14 @@ def extract(
         mc_samples=mc_samples,
         window=window,
     )
-    model_spec = ModelSpec(
+    model_spec = model_spec_from_flags(
         model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter, offline=offline,
-        device=device.value, dtype=dtype.value, quantize=quantize.value,
-        max_memory=ModelSpec.memory(parse_max_memory(max_memory) if max_memory else None), merge=merge,
-        trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine,
+        device=device.value, dtype=dtype.value, quantize=quantize.value, max_memory=max_memory, merge=merge,
+        trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine, cascade=cascade,
+        cascade_adapter=cascade_adapter, threshold=threshold, cascade_mode=cascade_mode.value if cascade_mode else None,
         knn=knn_spec(knn, knn_k, knn_lambda, knn_temperature),
     )  # fmt: skip
-    cascade_spec = cascade_from_flags(cascade, adapter=cascade_adapter, threshold=threshold, base=model_spec,
-                                      mode=cascade_mode.value if cascade_mode else None)  # fmt: skip
-    if cascade_spec is not None:
-        model_spec = replace(model_spec, cascade=cascade_spec)
-        check_cascade(model_spec)
+    cascade_spec = model_spec.cascade
     on_ray = ray or ray_address is not None
     kind = recognizer_kind(replace(model_spec, cascade=None))
     tagger = kind == "tagger" or cascade_spec is not None

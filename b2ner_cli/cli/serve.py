@@ -11,10 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ..cascade.spec import cascade_from_flags, check_cascade
 from ..engine.base import DEFAULT_MAX_NEW_TOKENS
-from ..models.placement import parse_max_memory
-from ..models.spec import ModelSpec
 from ..prompts import check_prompt_kind
 from ..runs.labels import LabelSources, resolve_labels
 from ..runs.recognizer import recognizer_kind
@@ -44,6 +41,10 @@ from .common import (
     EngineOption,
     FlatOption,
     KeepRawOption,
+    KnnKOption,
+    KnnLambdaOption,
+    KnnOption,
+    KnnTemperatureOption,
     LabelsFileOption,
     LabelsOption,
     Lang,
@@ -66,6 +67,8 @@ from .common import (
     Uncertainty,
     UncertaintyOption,
     boundary,
+    knn_spec,
+    model_spec_from_flags,
     note_printer,
     stderr_console,
 )
@@ -139,6 +142,10 @@ def serve(
     cascade_adapter: CascadeAdapterOption = None,
     threshold: ThresholdOption = None,
     cascade_mode: CascadeModeOption = None,
+    knn: KnnOption = None,
+    knn_k: KnnKOption = None,
+    knn_lambda: KnnLambdaOption = None,
+    knn_temperature: KnnTemperatureOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Serve the model over HTTP on this machine: POST /extract, GET /health, GET /info."""
@@ -156,17 +163,13 @@ def serve(
         uncertainty=uncertainty.value,
         mc_samples=mc_samples,
     )
-    model_spec = ModelSpec(
+    model_spec = model_spec_from_flags(
         model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter, offline=offline,
-        device=device.value, dtype=dtype.value, quantize=quantize.value,
-        max_memory=ModelSpec.memory(parse_max_memory(max_memory) if max_memory else None), merge=merge,
-        trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine,
+        device=device.value, dtype=dtype.value, quantize=quantize.value, max_memory=max_memory, merge=merge,
+        trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine, cascade=cascade,
+        cascade_adapter=cascade_adapter, threshold=threshold, cascade_mode=cascade_mode.value if cascade_mode else None,
+        knn=knn_spec(knn, knn_k, knn_lambda, knn_temperature),
     )  # fmt: skip
-    cascade_spec = cascade_from_flags(cascade, adapter=cascade_adapter, threshold=threshold, base=model_spec,
-                                      mode=cascade_mode.value if cascade_mode else None)  # fmt: skip
-    if cascade_spec is not None:
-        model_spec = replace(model_spec, cascade=cascade_spec)
-        check_cascade(model_spec)
     tagger = recognizer_kind(replace(model_spec, cascade=None)) == "tagger"
     advice = None if tagger else note_printer(err, quiet)
     resolved = resolve_labels(LabelSources(labels, labels_file), lang.value, model=model_spec, note=advice)
@@ -175,6 +178,10 @@ def serve(
         from ..taggers.recognizer import check_tagger_options
 
         check_tagger_options(replace(model_spec, cascade=None), task)
+    if model_spec.knn is not None:
+        from ..runs.run import check_knn
+
+        check_knn(model_spec, task)
     if resolved.labels is not None:
         check_prompt_kind(resolved.labels, ())
     serve_settings = ServeSettings(
