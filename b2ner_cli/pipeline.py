@@ -125,13 +125,19 @@ class LLMRecognizer:
         from .engine.registry import create_generator, engines
         from .models.loading import load
 
-        if spec.engine != "auto" and spec.engine not in engines():  # before loading: fail fast
+        if spec.engine not in ("auto", "vllm") and spec.engine not in engines():  # before loading: fail fast
             known = ", ".join(["auto", *engines()])
             raise UsageError(f"Unknown engine `{spec.engine}`.", f"Choose one of: {known}.")
-        loaded = load(spec, quiet=quiet, note=note)
-        generator = create_generator(
-            spec.engine, loaded.model, loaded.tokenizer, max_new_tokens=spec.max_new_tokens, info=loaded.info()
-        )
+        generator: Generator
+        if spec.engine == "vllm":  # vLLM reads the (converted) checkpoint itself
+            from .engine.vllm import VllmGenerator
+
+            generator = VllmGenerator.load(spec, quiet=quiet, note=note)
+        else:
+            loaded = load(spec, quiet=quiet, note=note)
+            generator = create_generator(
+                spec.engine, loaded.model, loaded.tokenizer, max_new_tokens=spec.max_new_tokens, info=loaded.info()
+            )
         from .runs.labels import model_labels
 
         return cls(generator, model_labels(spec))  # a finetuned adapter brings its labels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -47,8 +48,9 @@ def test_registry_does_not_import_torch() -> None:
 
 def test_names_and_unknown_engine() -> None:
     assert registry.engines()[0] == "hf"
-    assert registry.ENGINE_CHOICES == ("auto", "hf", "continuous")
+    assert registry.ENGINE_CHOICES == ("auto", "hf", "continuous", "vllm")
     assert ("continuous" in registry.ENGINES) == registry.continuous_available()
+    assert ("vllm" in registry.ENGINES) == (importlib.util.find_spec("vllm") is not None)
     with pytest.raises(UsageError) as raised:
         registry.create_generator("vllm-xyz", FakeModel("cpu"), None, max_new_tokens=8)
     assert raised.value.message == "Unknown engine `vllm-xyz`."

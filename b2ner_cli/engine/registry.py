@@ -1,5 +1,6 @@
 """Which engine generates: a name -> factory registry, torch-free at import.
 
+``"vllm"`` (where vLLM is installed) loads the model itself: :class:`b2ner_cli.engine.vllm.VllmGenerator`.
 ``"hf"`` is :class:`b2ner_cli.engine.hf.HFGenerator` (the default: shared-prefix cache, finished rows leave the
 batch); ``"continuous"`` is :class:`b2ner_cli.engine.continuous.ContinuousGenerator` (transformers' continuous
 batching), listed only where the installed transformers has it. ``"auto"`` picks one for the loaded model:
@@ -22,7 +23,7 @@ from .base import Generator
 EngineFactory = Callable[..., Generator]
 
 #: the built-in choices, for help texts (no import of transformers; ``ENGINES`` tells which are usable here).
-ENGINE_CHOICES = ("auto", "hf", "continuous")
+ENGINE_CHOICES = ("auto", "hf", "continuous", "vllm")
 
 #: set True once a GPU measurement (benchmarks/gpu_check.py --engines) shows continuous batching faster than hf.
 CONTINUOUS_FASTER_ON_CUDA = False
@@ -61,9 +62,17 @@ def register_engine(name: str, factory: EngineFactory) -> None:
     _FACTORIES[name] = factory
 
 
+def _vllm_available() -> bool:
+    from .vllm import available
+
+    return available()
+
+
 def engines() -> list[str]:
-    """The engine names usable here (``continuous`` only where the installed transformers has it)."""
-    return [*_FACTORIES, *(name for name, (_, ok) in _CONDITIONAL.items() if ok())]
+    """The engine names usable here (``continuous`` only where the installed transformers has it, ``vllm`` only
+    where vLLM is installed)."""
+    usable = [*_FACTORIES, *(name for name, (_, ok) in _CONDITIONAL.items() if ok())]
+    return usable + (["vllm"] if _vllm_available() else [])
 
 
 class _Engines:

@@ -83,15 +83,26 @@ def load_tokenizer(source: ModelSource, path: Path | None = None, trust_remote_c
         ) from None
 
 
-def load(
-    spec: ModelSpec,
-    *,
-    trainable: bool = False,
-    quiet: bool = False,
-    note: Note | None = None,
-    hardware: Hardware | None = None,
-) -> LoadedModel:
-    """Resolve, check, place and load a backbone with its adapter. ``note`` receives stderr-worthy notes."""
+@dataclass
+class Located:
+    """A model resolved, planned and converted, its tokenizer loaded; the weights not yet read."""
+
+    resolved: Resolved
+    plan: Plan
+    #: the folder the weights load from (the Llama-layout conversion of an InternLM2 checkpoint).
+    weights_dir: Path
+    #: the adapter folder to attach (its converted copy for an InternLM2 adapter), or None.
+    adapter_dir: Path | None
+    tokenizer: Any
+
+    def info(self) -> dict[str, object]:
+        return LoadedModel(None, self.tokenizer, self.resolved, self.plan).info()
+
+
+def locate(spec: ModelSpec, *, quiet: bool = False, note: Note | None = None,
+           hardware: Hardware | None = None) -> Located:  # fmt: skip
+    """Resolve, check, plan and convert a backbone and its adapter, and load the tokenizer: all but the weights
+    (which :func:`load` reads, and an engine such as vLLM may read itself)."""
     note = note or (lambda _: None)
     quiet_library_logs()
     resolved = resolve_spec(spec, quiet=quiet)
@@ -119,6 +130,22 @@ def load(
         tokenizer = load_internlm2_tokenizer(backbone.path)
     else:
         tokenizer = load_tokenizer(backbone, weights_dir, spec.trust_remote_code)
+    return Located(resolved, chosen, weights_dir, adapter_dir, tokenizer)
+
+
+def load(
+    spec: ModelSpec,
+    *,
+    trainable: bool = False,
+    quiet: bool = False,
+    note: Note | None = None,
+    hardware: Hardware | None = None,
+) -> LoadedModel:
+    """Resolve, check, place and load a backbone with its adapter. ``note`` receives stderr-worthy notes."""
+    located = locate(spec, quiet=quiet, note=note, hardware=hardware)
+    note = note or (lambda _: None)
+    resolved, chosen, tokenizer = located.resolved, located.plan, located.tokenizer
+    backbone, weights_dir, adapter_dir = resolved.backbone, located.weights_dir, located.adapter_dir
     loaded = _load_weights(backbone, weights_dir, chosen, spec.trust_remote_code)
     if trainable and chosen.quantize is not None:
         from peft import prepare_model_for_kbit_training
