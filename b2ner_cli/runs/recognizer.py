@@ -126,6 +126,23 @@ def registration(spec: ModelSpec) -> Registration:
     return Registration(kind, factory, matches)
 
 
+#: ``report(spec, task, stats)``: what a kind adds to the run manifest once the run is over (from the spec and the
+#: run's counts, so that it works where the recognizer ran in other processes too).
+RunReport = Callable[[ModelSpec, Task, RunStats], dict[str, object]]
+_REPORTS: dict[str, RunReport] = {}
+
+
+def register_run_report(kind: str, report: RunReport) -> None:
+    """Give ``kind`` a part of the run manifest, written when the run ends (the cascade: its routing counts)."""
+    _REPORTS[kind] = report
+
+
+def run_report(spec: ModelSpec, task: Task, stats: RunStats) -> dict[str, object]:
+    """The manifest part the kind of ``spec`` adds at the end of a run ({} for most kinds)."""
+    report = _REPORTS.get(recognizer_kind(spec))
+    return report(spec, task, stats) if report is not None else {}
+
+
 def load_recognizer(spec: ModelSpec, options: LoadOptions | None = None) -> Recognizer:
     """Load the recognizer a spec names (imports torch through the factory)."""
     factory, _ = _REGISTRY[recognizer_kind(spec)]
@@ -150,6 +167,13 @@ def _load_cascade(spec: ModelSpec, options: LoadOptions) -> Recognizer:
     return CascadeRecognizer.load(spec, options)
 
 
+def _cascade_report(spec: ModelSpec, task: Task, stats: RunStats) -> dict[str, object]:
+    from ..cascade.spec import cascade_block
+
+    assert spec.cascade is not None
+    return {"cascade": cascade_block(spec.cascade, task.settings.uncertainty, stats.cascade)}
+
+
 def _is_tagger(spec: ModelSpec) -> bool:
     from ..taggers.card import is_tagger_dir
 
@@ -159,3 +183,4 @@ def _is_tagger(spec: ModelSpec) -> bool:
 register_recognizer("llm", _load_llm)
 register_recognizer("tagger", _load_tagger, matches=_is_tagger)
 register_recognizer("cascade", _load_cascade)
+register_run_report("cascade", _cascade_report)

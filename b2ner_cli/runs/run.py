@@ -23,7 +23,7 @@ from ..prompts import PROMPT_ID, check_prompt_kind
 from ..records import Record
 from ..retrieval.demos import DemoSpec
 from .labels import model_labels
-from .recognizer import LoadOptions, Recognizer, load_recognizer, recognizer_kind, stream
+from .recognizer import LoadOptions, Recognizer, load_recognizer, recognizer_kind, run_report, stream
 from .settings import DEFAULT_BATCH_TOKENS, RunStats, Task
 
 Status = str  # "complete" | "interrupted" | "failed"
@@ -400,12 +400,9 @@ def execute(
             records_written=out.count,
             stats=stats.to_dict(),
         )
-        if spec.model.cascade is not None:
-            from ..cascade.spec import cascade_block
-
-            if recognizer is not None:  # the LLM, when some document was routed, loaded during the run
-                manifest.update(recognizer.describe())
-            manifest["cascade"] = cascade_block(spec.model.cascade, task.settings.uncertainty, stats.cascade)
+        if recognizer is not None:  # what it loaded during the run shows too (a cascade's LLM, once routed to)
+            manifest.update(recognizer.describe())
+        manifest.update(run_report(spec.model, task, stats))
         if pool:
             manifest.update(data_parallel=pool["actors"], ray=pool)
         if isinstance(out, DescribedSink):
