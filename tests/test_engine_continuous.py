@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import TAUGHT
 
-from b2ner_cli.engine.continuous import ContinuousGenerator, cut_runaway
+from b2ner_cli.engine.base import cut_runaway
+from b2ner_cli.engine.continuous import ContinuousGenerator
 from b2ner_cli.prompts import LabelSet, build_instruction
 
 EN = ("person", "organization", "location")

@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 from helpers import cli
 
-from b2ner_cli.engine.vllm import first_runaway
+from b2ner_cli.engine.base import cut_runaway
 
 TEXTS = ["Barack Obama visited Paris .", "Ada met Bob in Rome .", "李明昨天去了北京。"]
 
 
-def test_first_runaway_is_where_the_hf_engine_stops() -> None:
+def test_the_runaway_cut_is_where_the_hf_engine_stops() -> None:
     # the rule: the last 8 tokens repeated 3 times in a row; the first length where it holds is 24 here
     run = list(range(8))
-    assert first_runaway([5, *run * 3, 9, 9]) == 25
-    assert first_runaway(run * 3) == 24
-    assert first_runaway(run * 2 + [1]) is None
+    assert cut_runaway([5, *run * 3, 9, 9]) == 25
+    assert cut_runaway(run * 3) == 24
+    assert cut_runaway(run * 2 + [1]) is None
 
 
 @pytest.fixture(scope="module")

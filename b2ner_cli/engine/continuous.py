@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from .base import DEFAULT_MAX_NEW_TOKENS, BatchTooLarge, Generation
-from .hf import HFGenerator, is_runaway, new_token_cap
+from .hf import HFGenerator, new_token_cap
 
 #: tokens per cache page. Small pages waste little on short B2NER answers; transformers' default is 256.
 PAGE_SIZE = 64
@@ -40,14 +40,6 @@ CPU_CACHE_TOKENS = 16384
 MAX_STEP_TOKENS = 1024
 #: ...and at most this many requests in one step.
 MAX_REQUESTS = 256
-
-
-def cut_runaway(tokens: Sequence[int]) -> int | None:
-    """The length at which the runaway rule would have stopped these tokens, None if it would not have."""
-    for end in range(1, len(tokens) + 1):
-        if is_runaway(tokens[:end]):
-            return end
-    return None
 
 
 class ContinuousGenerator(HFGenerator):
@@ -171,16 +163,6 @@ class ContinuousGenerator(HFGenerator):
                 raise RuntimeError(f"continuous batching failed: {error}")
             generations.append(self._finish(list(result.generated_tokens), list(result.logprobs)))
         return generations
-
-    def _finish(self, tokens: list[int], logprobs: list[float]) -> Generation:
-        eos = set(self.eos_ids)
-        end = next((i for i, t in enumerate(tokens) if t in eos), None)
-        if end is not None:
-            tokens, logprobs = tokens[:end], logprobs[:end]
-        runaway_at = cut_runaway(tokens)
-        if runaway_at is not None:
-            return self._decode(tokens[:runaway_at], logprobs[:runaway_at], False, runaway=True)
-        return self._decode(tokens, logprobs, end is not None)
 
     def describe(self) -> dict[str, object]:
         description = super().describe()

@@ -21,13 +21,20 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 
-from .base import DEFAULT_MAX_NEW_TOKENS, BatchTooLarge, Generation, encode_prompt
+from .base import (
+    DEFAULT_MAX_NEW_TOKENS,
+    REPEAT_SPAN,
+    REPEAT_TIMES,
+    BatchTooLarge,
+    Generation,
+    TokenizedEngine,
+    as_id_list,
+    is_runaway,
+)
 from .compat import forward_args, new_dynamic_cache
 
 #: prefixes shorter than this are not worth caching.
 MIN_PREFIX_TOKENS = 8
-#: a row whose last REPEAT_SPAN tokens repeat REPEAT_TIMES in a row is stopped as a runaway.
-REPEAT_SPAN, REPEAT_TIMES = 8, 3
 #: how many prefix caches are kept (most recently used).
 MAX_PREFIXES = 8
 
@@ -60,27 +67,13 @@ def new_token_cap(prompt_tokens: int, limit: int) -> int:
     return min(limit, max(64, 32 + 4 * prompt_tokens))
 
 
-def is_runaway(tokens: Sequence[int]) -> bool:
-    span = REPEAT_SPAN
-    if len(tokens) < span * REPEAT_TIMES:
-        return False
-    tail = list(tokens[-span:])
-    return all(list(tokens[-(k + 1) * span : -k * span]) == tail for k in range(1, REPEAT_TIMES))
-
-
 def chosen_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """log softmax(logits)[token] per row, in float32: ``logits`` (rows, vocab), ``tokens`` (rows,)."""
     logits = logits.float()
     return logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
-def _as_list(value: Any) -> list[int]:
-    if value is None:
-        return []
-    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
-
-
-class HFGenerator:
+class HFGenerator(TokenizedEngine):
     """Greedy decoding, stopping at EOS, with every sequence of a batch left-padded.
 
     Position ids follow the attention mask, so a padded row decodes like the same prompt alone.
@@ -100,7 +93,7 @@ class HFGenerator:
         self.model = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
-        eos = _as_list(getattr(model.generation_config, "eos_token_id", None)) + _as_list(tokenizer.eos_token_id)
+        eos = as_id_list(getattr(model.generation_config, "eos_token_id", None)) + as_id_list(tokenizer.eos_token_id)
         self.eos_ids = list(dict.fromkeys(eos))
         if not self.eos_ids:
             raise ValueError("the tokenizer and the model define no end-of-sequence token")
@@ -137,12 +130,6 @@ class HFGenerator:
         free = int(torch.cuda.mem_get_info(self.device)[0])
         return kv_token_budget(free, self.model.config.to_dict(), torch.finfo(self.model.dtype).bits // 8)
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def encode(self, instruction: str) -> list[int]:
-        return encode_prompt(self.tokenizer, instruction)
-
     def generate(self, batch: Sequence[list[int]]) -> list[Generation]:
         if not batch:
             return []
@@ -154,23 +141,6 @@ class HFGenerator:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             raise BatchTooLarge(len(batch)) from None
-
-    def token_texts(self, tokens: Sequence[int]) -> list[str]:
-        """The answer's text split by token (see :func:`b2ner_cli.engine.scores.token_texts`)."""
-        from .scores import token_texts
-
-        return token_texts(self.tokenizer, tokens)
-
-    def _decode(self, tokens: list[int], logprobs: list[float], finished: bool, runaway: bool = False) -> Generation:
-        answer = self.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        return Generation(
-            answer=answer,
-            new_tokens=len(tokens),
-            finished=finished,
-            runaway=runaway,
-            tokens=tuple(tokens),
-            token_logprobs=tuple(logprobs),
-        )
 
     @torch.inference_mode()
     def _generate_reference(self, batch: Sequence[list[int]]) -> list[Generation]:

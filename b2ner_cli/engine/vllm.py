@@ -6,7 +6,8 @@ B2NER models, the folder itself otherwise) and the adapter as a LoRA (the conver
 request, with vLLM's prefix caching for the shared instruction. b2ner keeps its own tokenizer: vLLM sees token ids
 only (``skip_tokenizer_init``). Decoding is greedy with b2ner's stop rules: EOS, the per-answer cap
 :func:`~b2ner_cli.engine.hf.new_token_cap`, and the runaway rule, applied to vLLM's output by cutting it where
-b2ner's engine would have stopped (greedy decoding makes that the same answer). Each chosen token's log-probability
+b2ner's engine would have stopped (``TokenizedEngine._finish``, as the continuous engine does; greedy decoding makes
+that the same answer). Each chosen token's log-probability
 comes back with it (``logprobs=0``), for mention scores.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError, UsageError
-from .base import DEFAULT_MAX_NEW_TOKENS, Generation, encode_prompt
+from .base import DEFAULT_MAX_NEW_TOKENS, Generation, TokenizedEngine, as_id_list
 
 if TYPE_CHECKING:
     from ..models.spec import ModelSpec
@@ -31,17 +32,7 @@ def available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def first_runaway(tokens: Sequence[int]) -> int | None:
-    """The length at which b2ner's engine would have stopped ``tokens`` as a runaway, or None."""
-    from .hf import REPEAT_SPAN, REPEAT_TIMES, is_runaway
-
-    for end in range(REPEAT_SPAN * REPEAT_TIMES, len(tokens) + 1):
-        if is_runaway(tokens[:end]):
-            return end
-    return None
-
-
-class VllmGenerator:
+class VllmGenerator(TokenizedEngine):
     """Greedy answers from a vLLM engine for prompts b2ner encoded (BOS + instruction)."""
 
     def __init__(
@@ -103,12 +94,6 @@ class VllmGenerator:
         info = located.info()
         return cls(llm, located.tokenizer, eos, lora=lora, max_new_tokens=spec.max_new_tokens, info=info)
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def encode(self, instruction: str) -> list[int]:
-        return encode_prompt(self.tokenizer, instruction)
-
     def generate(self, batch: Sequence[list[int]]) -> list[Generation]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -129,26 +114,13 @@ class VllmGenerator:
         ]
         prompts = [TokensPrompt(prompt_token_ids=list(ids)) for ids in batch]
         outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora)
-        return [self._generation(output.outputs[0]) for output in outputs]
-
-    def _generation(self, completion: Any) -> Generation:
-        tokens = [int(t) for t in completion.token_ids]
-        logprobs = [float(step[token].logprob) for step, token in zip(completion.logprobs or [], tokens, strict=False)]
-        finished = bool(tokens) and tokens[-1] in self.eos_ids
-        if finished:
-            tokens = tokens[:-1]
-        runaway = first_runaway(tokens)
-        if runaway is not None:
-            tokens, finished = tokens[:runaway], False
-        logprobs = logprobs[: len(tokens)] if len(logprobs) >= len(tokens) else []
-        answer = self.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        return Generation(answer=answer, new_tokens=len(tokens), finished=finished, runaway=runaway is not None,
-                          tokens=tuple(tokens), token_logprobs=tuple(logprobs))  # fmt: skip
-
-    def token_texts(self, tokens: Sequence[int]) -> list[str]:
-        from .scores import token_texts
-
-        return token_texts(self.tokenizer, tokens)
+        generations = []
+        for output in outputs:  # in the order of the prompts
+            completion = output.outputs[0]
+            tokens = [int(t) for t in completion.token_ids]
+            logprobs = [float(step[t].logprob) for step, t in zip(completion.logprobs or [], tokens, strict=False)]
+            generations.append(self._finish(tokens, logprobs))
+        return generations
 
     def suggest_batch_tokens(self) -> int | None:
         return None  # vLLM schedules its own batches within the memory it reserved
@@ -186,9 +158,6 @@ def _eos_ids(weights_dir: Path, tokenizer: Any) -> list[int]:
     for name in ("generation_config.json", "config.json"):  # transformers reads the second when the first is absent
         path = weights_dir / name
         if path.is_file():
-            value = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id")
-            ids += [int(v) for v in value] if isinstance(value, list) else [int(value)] if value is not None else []
+            ids += as_id_list(json.loads(path.read_text(encoding="utf-8")).get("eos_token_id"))
             break
-    if tokenizer.eos_token_id is not None:
-        ids.append(int(tokenizer.eos_token_id))
-    return ids
+    return ids + as_id_list(tokenizer.eos_token_id)
