@@ -19,7 +19,7 @@ from .engine.base import DEFAULT_MAX_NEW_TOKENS, Generator
 from .io.readers import Document
 from .labels import labels_from_json
 from .models.placement import DeviceChoice, DtypeChoice, Quantize
-from .models.spec import ModelSpec
+from .models.spec import ModelSpec, build_model_spec
 from .prompts import Example, LabelSet
 from .records import Record
 from .retrieval.knn import KnnSpec
@@ -80,18 +80,13 @@ class Extractor:
         ``knn``: ``model`` is a tagger and this store (``b2ner index``) is mixed into its predictions (kNN-NER);
         a :class:`~b2ner_cli.retrieval.knn.KnnSpec` overrides the store's k, lambda and temperature.
         """
-        from .cascade.spec import cascade_from_flags, check_cascade
-
-        spec = ModelSpec(
+        spec = build_model_spec(
             model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter,
-            offline=offline, device=device, dtype=dtype, quantize=quantize, max_memory=ModelSpec.memory(max_memory),
-            merge=merge, trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine,
+            offline=offline, device=device, dtype=dtype, quantize=quantize, max_memory=max_memory, merge=merge,
+            trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine, cascade=cascade,
+            cascade_adapter=cascade_adapter, threshold=threshold, cascade_mode=cascade_mode,
             knn=KnnSpec(knn) if isinstance(knn, str) else knn,
         )  # fmt: skip
-        chosen = cascade_from_flags(cascade, adapter=cascade_adapter, threshold=threshold, mode=cascade_mode, base=spec)
-        if chosen is not None:
-            spec = replace(spec, cascade=chosen)
-            check_cascade(spec)
         if spec.knn is not None:
             from .runs.run import check_knn
 

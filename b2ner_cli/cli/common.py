@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -16,13 +15,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..engine.base import DEFAULT_MAX_NEW_TOKENS
 from ..engine.registry import ENGINE_CHOICES
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, B2nerError, Terminated, UsageError
 from ..runs.settings import DEFAULT_BATCH_TOKENS
 
 if TYPE_CHECKING:
-    from ..models.spec import ModelSpec
     from ..retrieval.knn import KnnSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -342,43 +339,3 @@ def knn_spec(store: str | None, k: int | None, lam: float | None, temperature: f
             raise UsageError(f"{given[0]} applies with --knn STORE.", "Add --knn STORE, or drop it.")
         return None
     return KnnSpec(store, k, lam, temperature)
-
-
-def model_spec_from_flags(
-    model: str | None,
-    adapter: str | None,
-    *,
-    revision: str | None = None,
-    adapter_revision: str | None = None,
-    no_adapter: bool = False,
-    offline: bool = False,
-    device: str = "auto",
-    dtype: str = "auto",
-    quantize: str = "auto",
-    max_memory: list[str] | None = None,
-    merge: bool | None = None,
-    trust_remote_code: bool = False,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    engine: str = "auto",
-    cascade: str | None = None,
-    cascade_adapter: str | None = None,
-    threshold: float | None = None,
-    cascade_mode: str | None = None,
-    knn: KnnSpec | None = None,
-) -> ModelSpec:
-    """The model the model flags of ``extract`` and ``serve`` name, with its cascade (checked) and kNN store."""
-    from ..cascade.spec import cascade_from_flags, check_cascade
-    from ..models.placement import parse_max_memory
-    from ..models.spec import ModelSpec
-
-    spec = ModelSpec(
-        model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter, offline=offline,
-        device=device, dtype=dtype, quantize=quantize,  # type: ignore[arg-type]
-        max_memory=ModelSpec.memory(parse_max_memory(max_memory) if max_memory else None), merge=merge,
-        trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine, knn=knn,
-    )  # fmt: skip
-    chosen = cascade_from_flags(cascade, adapter=cascade_adapter, threshold=threshold, base=spec, mode=cascade_mode)
-    if chosen is not None:
-        spec = replace(spec, cascade=chosen)
-        check_cascade(spec)
-    return spec

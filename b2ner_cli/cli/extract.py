@@ -20,6 +20,8 @@ from ..errors import UsageError
 from ..io.examples import load_examples
 from ..io.readers import ReadOptions
 from ..io.writers import JsonlWriter
+from ..models.placement import parse_max_memory
+from ..models.spec import build_model_spec
 from ..retrieval.demos import DemoSpec
 from ..runs.labels import LabelSources, resolve_labels
 from ..runs.recognizer import recognizer_kind
@@ -78,7 +80,6 @@ from .common import (
     WindowOption,
     boundary,
     knn_spec,
-    model_spec_from_flags,
     note_printer,
     stderr_console,
 )
@@ -282,9 +283,10 @@ def extract(
         mc_samples=mc_samples,
         window=window,
     )
-    model_spec = model_spec_from_flags(
+    model_spec = build_model_spec(
         model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter, offline=offline,
-        device=device.value, dtype=dtype.value, quantize=quantize.value, max_memory=max_memory, merge=merge,
+        device=device.value, dtype=dtype.value, quantize=quantize.value,
+        max_memory=parse_max_memory(max_memory) if max_memory else None, merge=merge,
         trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine, cascade=cascade,
         cascade_adapter=cascade_adapter, threshold=threshold, cascade_mode=cascade_mode.value if cascade_mode else None,
         knn=knn_spec(knn, knn_k, knn_lambda, knn_temperature),

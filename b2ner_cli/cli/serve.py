@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 
 from ..engine.base import DEFAULT_MAX_NEW_TOKENS
+from ..models.placement import parse_max_memory
+from ..models.spec import build_model_spec
 from ..prompts import check_prompt_kind
 from ..runs.labels import LabelSources, resolve_labels
 from ..runs.recognizer import recognizer_kind
@@ -68,7 +70,6 @@ from .common import (
     UncertaintyOption,
     boundary,
     knn_spec,
-    model_spec_from_flags,
     note_printer,
     stderr_console,
 )
@@ -163,9 +164,10 @@ def serve(
         uncertainty=uncertainty.value,
         mc_samples=mc_samples,
     )
-    model_spec = model_spec_from_flags(
+    model_spec = build_model_spec(
         model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter, offline=offline,
-        device=device.value, dtype=dtype.value, quantize=quantize.value, max_memory=max_memory, merge=merge,
+        device=device.value, dtype=dtype.value, quantize=quantize.value,
+        max_memory=parse_max_memory(max_memory) if max_memory else None, merge=merge,
         trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine, cascade=cascade,
         cascade_adapter=cascade_adapter, threshold=threshold, cascade_mode=cascade_mode.value if cascade_mode else None,
         knn=knn_spec(knn, knn_k, knn_lambda, knn_temperature),

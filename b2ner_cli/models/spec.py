@@ -61,3 +61,43 @@ class ModelSpec:
         data = asdict(self)
         data["max_memory"] = {str(k): v for k, v in self.max_memory} if self.max_memory else None
         return data
+
+
+def build_model_spec(
+    model: str | None,
+    adapter: str | None = None,
+    *,
+    revision: str | None = None,
+    adapter_revision: str | None = None,
+    no_adapter: bool = False,
+    offline: bool = False,
+    device: DeviceChoice = "auto",
+    dtype: DtypeChoice = "auto",
+    quantize: Quantize = "auto",
+    max_memory: Mapping[int | str, int] | None = None,
+    merge: bool | None = None,
+    trust_remote_code: bool = False,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    engine: EngineChoice = "auto",
+    cascade: str | None = None,
+    cascade_adapter: str | None = None,
+    threshold: float | None = None,
+    cascade_mode: str | None = None,
+    knn: KnnSpec | None = None,
+) -> ModelSpec:
+    """The model that extract's model options name (the CLI's flags, the Python API's keywords, serve's): with its
+    LinkNER cascade, placed like ``model`` and checked, and its kNN store."""
+    from dataclasses import replace
+
+    from ..cascade.spec import cascade_from_flags, check_cascade
+
+    spec = ModelSpec(
+        model, adapter, revision=revision, adapter_revision=adapter_revision, no_adapter=no_adapter, offline=offline,
+        device=device, dtype=dtype, quantize=quantize, max_memory=ModelSpec.memory(max_memory), merge=merge,
+        trust_remote_code=trust_remote_code, max_new_tokens=max_new_tokens, engine=engine, knn=knn,
+    )  # fmt: skip
+    chosen = cascade_from_flags(cascade, adapter=cascade_adapter, threshold=threshold, base=spec, mode=cascade_mode)
+    if chosen is not None:
+        spec = replace(spec, cascade=chosen)
+        check_cascade(spec)
+    return spec
