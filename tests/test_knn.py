@@ -201,6 +201,7 @@ def test_tune_writes_the_best_settings_into_the_store(tagger: Trained, tmp_path:
     meta = json.loads((out / "store.json").read_text())
     assert meta["defaults"] == tuned["best"] and meta["tuned"] == tuned and tuned["dev"] == str(dev)
     assert tuned["f1"] >= tuned["plain_f1"]
+    assert all(type(k) is int for k in tuned["grid"]["k"]) and 0.0 in tuned["grid"]["lambda"]
     assert tuned["settings_tried"] == len(tuned["grid"]["k"]) * len(tuned["grid"]["lambda"]) * len(
         tuned["grid"]["temperature"]
     )

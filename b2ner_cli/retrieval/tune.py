@@ -25,7 +25,7 @@ class TuneResult:
     f1: float
     plain_f1: float
     settings_tried: int
-    grid: dict[str, list[float]] = field(default_factory=dict)
+    grid: dict[str, list[int] | list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {"best": self.best.to_dict(), "f1": round(self.f1, 6), "plain_f1": round(self.plain_f1, 6),
@@ -87,6 +87,6 @@ def tune_knn(
             scored.append((f1, params))
     best_f1, best = max(scored, key=lambda item: (item[0], -item[1].lam, -item[1].k, -item[1].temperature))
     plain = max(f1 for f1, p in scored if p.lam == 0.0)
-    grid = {"k": [float(k) for k in sorted(set(ks))], "lambda": sorted(set(lams)),
-            "temperature": sorted(set(temperatures))}  # fmt: skip
+    grid: dict[str, list[int] | list[float]] = {
+        "k": sorted(set(ks)), "lambda": sorted(set(lams)), "temperature": sorted(set(temperatures))}  # fmt: skip
     return TuneResult(best, best_f1, plain, len(scored), grid)

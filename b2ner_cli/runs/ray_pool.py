@@ -50,6 +50,10 @@ def import_ray() -> Any:
         import ray.data  # Ray Data needs pyarrow and pandas: the extra brings them
     except ImportError as error:
         raise UsageError(f"--ray needs Ray with Ray Data, which is not installed ({error}).", INSTALL_HINT) from None
+    import warnings
+
+    # Fewer windows than actors is normal for a small input; Ray Data warns about it on stderr at every such run.
+    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
     return ray
 
 
